@@ -1,5 +1,44 @@
-"""fiftyone-dataops: turn raw vision data into training data on FiftyOne."""
+"""fiftyone-dataops: turn raw vision data into training data on FiftyOne.
+
+The public API is imported lazily, so ``import dataops`` stays cheap and the
+pure codecs (``dataops.formats``) work without FiftyOne being configured.
+
+Example::
+
+    import dataops
+    result = dataops.prepare("export.zip", "videos", "out", strategy="group")
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_sam2_exports": "dataops.loading",
+    "find_exports": "dataops.loading",
+    "LoadResult": "dataops.loading",
+    "validate": "dataops.validation",
+    "stored_report": "dataops.validation",
+    "ValidationReport": "dataops.quality_rules",
+    "Status": "dataops.quality_rules",
+    "split": "dataops.splitting",
+    "SplitResult": "dataops.splitting",
+    "export_training": "dataops.exporting",
+    "export_hf": "dataops.exporting",
+    "export_llava": "dataops.exporting",
+    "ExportResult": "dataops.exporting",
+    "prepare": "dataops.prepare",
+    "PrepareResult": "dataops.prepare",
+    "PreparationBlocked": "dataops.prepare",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dataops' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

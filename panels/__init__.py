@@ -1,0 +1,5 @@
+"""The plugin's panels."""
+
+from .report import TrainingDataReport
+
+PANELS = [TrainingDataReport]
