@@ -27,6 +27,9 @@ class InputError(DataOpsError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # survives the trip back from worker processes
+        return (type(self), (self.path, self.problem))
+
 
 class ValidationFailedError(DataOpsError):
     """A dataset failed validation and the caller did not force the export."""

@@ -41,7 +41,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -175,7 +174,7 @@ def staged_export(dest: Path, *, overwrite: bool = False) -> Iterator[StagedExpo
     if (dest.exists() or dest.is_symlink()) and not overwrite:
         raise ConfigError(f"{dest} already exists; pass overwrite=True to replace it")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp = _make_temp_dir(dest)
     staged = StagedExport(dest, tmp)
     try:
         yield staged
@@ -184,6 +183,22 @@ def staged_export(dest: Path, *, overwrite: bool = False) -> Iterator[StagedExpo
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _make_temp_dir(dest: Path) -> Path:
+    """Create ``.<name>.tmp-XXXXXXXX`` next to ``dest``.
+
+    Unlike ``tempfile.mkdtemp`` (mode 0700), the folder gets the usual
+    permissions (0777 less the umask), which the export keeps once in place.
+    """
+    for _ in range(100):
+        tmp = dest.with_name(f".{dest.name}.tmp-{secrets.token_hex(4)}")
+        try:
+            tmp.mkdir()
+        except FileExistsError:
+            continue
+        return tmp
+    raise ConfigError(f"cannot create a temporary folder next to {dest}")
 
 
 def _move_into_place(tmp: Path, dest: Path, *, overwrite: bool) -> None:

@@ -22,15 +22,16 @@ import fiftyone as fo
 
 from dataops.errors import ConfigError, ValidationFailedError
 from dataops.export_folder import staged_export
-from dataops.fiftyone_labels import detection_to_instance
+from dataops.fiftyone_bulk import raw_values
+from dataops.fiftyone_documents import instance_from_doc
 from dataops.formats.hf_dataset import write_hf_dataset
 from dataops.formats.llava import write_llava_jsonl
 from dataops.loading import INFO_KEY
 from dataops.progress import ProgressFn, report, scaled
-from dataops.quality_rules import InstanceCheck, Status, ValidationReport, instance_mask_problem
+from dataops.quality_rules import Status, ValidationReport, instance_mask_problem
 from dataops.records import TrainingRecord
 from dataops.splitting import SPLIT_TAGS, current_split
-from dataops.validation import label_field_of, stored_report, validate
+from dataops.validation import instance_check, label_field_of, read_mask, stored_report, validate
 
 TRAINING_FORMATS = ("hf", "llava")
 
@@ -106,7 +107,7 @@ def training_records(
     has_labels = field_name in schema
     if has_labels:
         paths.append(f"{field_name}.detections")
-    columns = dict(zip(paths, collection.values(paths), strict=True))
+    columns = raw_values(collection, paths)
     n = len(columns["id"])
     records: list[TrainingRecord] = []
     skipped: dict[str, int] = {}
@@ -137,11 +138,13 @@ def training_records(
         )
         detections = (columns[f"{field_name}.detections"][i] if has_labels else None) or []
         for det in detections:
-            problem = _problem(record.id, det, width, height)
+            mask, read_problem = read_mask(det)
+            check = instance_check(record.id, det, width, height, mask, read_problem)
+            problem = instance_mask_problem(check)
             if problem:
                 _count(dropped, problem.split(":")[0])
                 continue
-            instance = detection_to_instance(det, width, height)
+            instance = instance_from_doc(det, width, height, mask)
             if instance.bbox is None:
                 _count(dropped, "no box")
                 continue
@@ -150,24 +153,6 @@ def training_records(
             record.masks.append(instance.mask)
         records.append(record)
     return _Selection(records, skipped, dropped)
-
-
-def _problem(sample_id: str, det: fo.Detection, width: int, height: int) -> str | None:
-    mask = det.mask
-    shape = None
-    area = None
-    if mask is not None:
-        shape = (int(mask.shape[0]), int(mask.shape[1]))
-        area = int((mask > 0).sum())
-    box_shape = None
-    if det.bounding_box is not None:
-        box_shape = (int(round(det.bounding_box[3] * height)), int(round(det.bounding_box[2] * width)))
-    return instance_mask_problem(
-        InstanceCheck(
-            sample_id, det.label or "", shape, box_shape, area,
-            det.get_attribute_value("mask_problem", None),
-        )
-    )
 
 
 def check_validation(

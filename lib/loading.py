@@ -12,26 +12,26 @@ export twice add nothing).
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
+import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import fiftyone as fo
-from PIL import Image
 
 from dataops.errors import InputError
-from dataops.fiftyone_labels import instance_to_detection
-from dataops.formats.sam2_export import is_sam2_export, read_sam2_export
+from dataops.fiftyone_bulk import declare_fields, insert_documents
+from dataops.formats.sam2_export import is_sam2_export
 from dataops.media import dataset_media_dir
 from dataops.progress import ProgressFn, report, scaled
-from dataops.records import Frame, Sam2Export
+from dataops.sam2_documents import ExportDocuments, read_export_documents
 
 #: dataset.info key holding dataops' bookkeeping
 INFO_KEY = "dataops"
-
-_BATCH = 1000
 
 
 @dataclass
@@ -102,56 +102,40 @@ def get_or_create_dataset(name: str) -> fo.Dataset:
     return dataset
 
 
-def _image_size(path: Path) -> tuple[int, int] | None:
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except OSError:
-        return None
+def _workers(n_exports: int) -> int:
+    value = os.environ.get("DATAOPS_WORKERS")
+    if value:
+        return max(1, int(value))
+    return max(1, min(n_exports, os.cpu_count() or 1, 8))
 
 
-def _frame_sample(export: Sam2Export, frame: Frame, media_dir: Path, label_field: str) -> fo.Sample:
-    width, height = frame.width, frame.height
-    instances = frame.instances
-    media_missing = frame.image is None
-    filepath = frame.image if frame.image is not None else media_dir / "missing" / frame.image_name
-    if not media_missing:
-        size = _image_size(frame.image)
-        if size is None:
-            media_missing = True
-        elif size != (width, height):
-            problem = (
-                f"mask is {width}x{height} but frame image {frame.image_name} is "
-                f"{size[0]}x{size[1]}"
-            )
-            for instance in instances:
-                instance.mask = None
-                instance.mask_problem = instance.mask_problem or problem
-            width, height = size
-    detections = [instance_to_detection(inst, frame.width, frame.height) for inst in instances]
-    return fo.Sample(
-        filepath=str(filepath),
-        metadata=fo.ImageMetadata(width=width, height=height),
-        **{label_field: fo.Detections(detections=detections)},
-        group_id=export.group_id,
-        video_name=export.video_name,
-        frame_index=frame.frame_index,
-        timestamp_sec=frame.timestamp_sec,
-        export_id=export.export_id,
-        dataops_key=f"{export.export_id}:{frame.frame_index}",
-        media_missing=media_missing,
-    )
-
-
-def _batched(items: Iterable, size: int) -> Iterable[list]:
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _read_all(
+    paths: list[Path], *, label_field: str, media_root: Path, scratch: Path,
+    frames_dir: Path | None, progress: ProgressFn | None,
+) -> list[ExportDocuments]:
+    """Reads every export (in worker processes when there are several)."""
+    jobs = [
+        {"source": path, "label_field": label_field, "media_root": media_root,
+         "scratch": scratch / str(number), "frames_dir": frames_dir}
+        for number, path in enumerate(paths)
+    ]
+    workers = _workers(len(jobs))
+    results: list[ExportDocuments | None] = [None] * len(jobs)
+    if workers == 1:
+        for number, job in enumerate(jobs):
+            report(progress, number / len(jobs), f"reading {job['source'].name}")
+            results[number] = read_export_documents(**job)
+    else:
+        # fork (as FiftyOne's own worker pools do on Linux): spawn would re-run
+        # an unguarded user script. Workers never touch the MongoDB client.
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(read_export_documents, **job): n for n, job in enumerate(jobs)}
+            for done, future in enumerate(as_completed(futures), start=1):
+                results[futures[future]] = future.result()
+                report(progress, done / len(jobs), f"read {done}/{len(jobs)} exports")
+    return [r for r in results if r is not None]
 
 
 def load_sam2_exports(
@@ -192,70 +176,50 @@ def load_sam2_exports(
     """
     paths = find_exports(sources)
     dataset = get_or_create_dataset(dataset_name)
-    target_dir = dataset_media_dir(dataset_name, media_dir)
+    media_root = dataset_media_dir(dataset_name, media_dir)
     existing_keys: set[str] = set()
     if "dataops_key" in dataset.get_field_schema():
         existing_keys = set(dataset.distinct("dataops_key"))
 
     result = LoadResult(dataset=dataset_name)
-    sources_info = []
-    target_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=target_dir, prefix=".extract-"))
+    media_root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=media_root, prefix=".extract-"))
+    read: list[ExportDocuments] = []
     try:
         # Read (and check) every export before adding anything, so one bad
         # export among several leaves the dataset as it was.
-        exports: list[tuple[Path, Sam2Export, Path]] = []
-        reading = scaled(progress, 0.0, 0.3)
-        for number, path in enumerate(paths):
-            report(reading, number / len(paths), f"reading {path.name}")
-            pending = scratch / str(number)
-            export = read_sam2_export(
-                path,
-                extract_to=pending,
-                frames_dir=Path(frames_dir) if frames_dir else None,
-            )
-            exports.append((path, export, pending))
-
-        adding = scaled(progress, 0.3, 1.0)
-        total_frames = max(sum(len(e.frames) for _, e, _ in exports), 1)
-        done = 0
-        for path, export, pending in exports:
-            export_media = _settle_media(export, target_dir, pending)
-            new_frames = [
-                f
-                for f in export.frames
-                if f"{export.export_id}:{f.frame_index}" not in existing_keys
-            ]
-            skipped = len(export.frames) - len(new_frames)
-            done += skipped
-            result.skipped_existing += skipped
-            result.findings.extend(f"{path.name}: {finding}" for finding in export.findings)
-            added = 0
-            for batch in _batched(new_frames, _BATCH):
-                samples = [_frame_sample(export, f, export_media, label_field) for f in batch]
-                dataset.add_samples(samples, progress=False)
-                added += len(samples)
-                done += len(samples)
-                existing_keys.update(s["dataops_key"] for s in samples)
-                report(adding, done / total_frames, f"{path.name}: {added} frames added")
-            result.added += added
-            summary = {
-                "source": str(path),
-                "export_id": export.export_id,
-                "group_id": export.group_id,
-                "video": export.video_name,
-                "mask_encoding": export.mask_encoding,
-                "frames": len(export.frames),
-                "added": added,
-                "skipped_existing": skipped,
-            }
-            result.exports.append(summary)
-            sources_info.append({**summary, "loaded_at": _now()})
+        read = _read_all(
+            paths, label_field=label_field, media_root=media_root, scratch=scratch,
+            frames_dir=Path(frames_dir) if frames_dir else None,
+            progress=scaled(progress, 0.0, 0.6),
+        )
+    except BaseException:
+        for item in read:
+            if item.created_media_dir and item.media_dir is not None:
+                shutil.rmtree(item.media_dir, ignore_errors=True)
+        _remove_new_media(media_root, before=existing_keys)
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    if result.added:
-        dataset.add_dynamic_sample_fields()
+    new_documents = []
+    sources_info = []
+    for item in read:
+        fresh = [d for d in item.documents if d["dataops_key"] not in existing_keys]
+        existing_keys.update(d["dataops_key"] for d in fresh)
+        skipped = len(item.documents) - len(fresh)
+        summary = {**item.summary, "added": len(fresh), "skipped_existing": skipped}
+        result.exports.append(summary)
+        result.findings.extend(f"{item.source.name}: {finding}" for finding in item.findings)
+        result.skipped_existing += skipped
+        new_documents.extend(fresh)
+        sources_info.append({**summary, "loaded_at": _now()})
+
+    if new_documents:
+        declare_fields(dataset, label_field=label_field)
+        result.added = insert_documents(
+            dataset, new_documents, progress=scaled(progress, 0.6, 1.0), total=len(new_documents)
+        )
     info = dict(dataset.info.get(INFO_KEY, {}))
     info["sources"] = list(info.get("sources", [])) + sources_info
     info["label_field"] = label_field
@@ -265,24 +229,15 @@ def load_sam2_exports(
     return result
 
 
-def _settle_media(export: Sam2Export, target_dir: Path, pending: Path) -> Path:
-    """Moves frames extracted to ``pending`` under ``<target>/<export id>/``."""
-    final = target_dir / export.export_id
-    for frame in export.frames:
-        if frame.image is None:
-            continue
-        try:
-            relative = frame.image.relative_to(pending)
-        except ValueError:
-            continue  # a frame from the export folder or frames_dir: use in place
-        destination = final / relative
-        if destination.exists():
-            frame.image.unlink(missing_ok=True)
-        else:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            frame.image.replace(destination)
-        frame.image = destination
-    return final
+def _remove_new_media(media_root: Path, before: set[str]) -> None:
+    """Removes export media folders no loaded sample refers to (after a failed read)."""
+    known = {key.split(":")[0] for key in before}
+    for child in media_root.iterdir():
+        looks_like_export_id = len(child.name) == 16 and all(
+            c in "0123456789abcdef" for c in child.name
+        )
+        if child.is_dir() and looks_like_export_id and child.name not in known:
+            shutil.rmtree(child, ignore_errors=True)
 
 
 def _now() -> str:

@@ -13,7 +13,10 @@ import os
 
 import fiftyone as fo
 import numpy as np
+from PIL import Image
 
+from dataops.fiftyone_bulk import raw_values
+from dataops.fiftyone_documents import mask_of
 from dataops.loading import INFO_KEY
 from dataops.progress import ProgressFn, report
 from dataops.quality_rules import (
@@ -92,11 +95,13 @@ def validate(
     field = label_field_of(collection, label_field)
     report(progress, 0.0, "reading samples")
     ensure_metadata(collection)
-    ids, filepaths, widths, heights = collection.values(
-        ["id", "filepath", "metadata.width", "metadata.height"]
-    )
     has_field = field in collection.get_field_schema()
-    detections = collection.values(f"{field}.detections") if has_field else [None] * len(ids)
+    paths = ["id", "filepath", "metadata.width", "metadata.height"]
+    if has_field:
+        paths.append(f"{field}.detections")
+    columns = raw_values(collection, paths)
+    ids, filepaths = columns["id"], columns["filepath"]
+    detections = columns.get(f"{field}.detections") or [None] * len(ids)
 
     report(progress, 0.3, "checking files")
     exists = [os.path.isfile(path) for path in filepaths]
@@ -105,13 +110,15 @@ def validate(
     counts: list[int] = []
     class_counts: dict[str, int] = {}
     checks: list[InstanceCheck] = []
-    for sid, width, height, dets in zip(ids, widths, heights, detections, strict=True):
+    for sid, width, height, dets in zip(
+        ids, columns["metadata.width"], columns["metadata.height"], detections, strict=True
+    ):
         dets = dets or []
         counts.append(len(dets))
         for det in dets:
-            label = det.label or ""
+            label = det.get("label") or ""
             class_counts[label] = class_counts.get(label, 0) + 1
-            checks.append(_instance_check(sid, det, width, height))
+            checks.append(instance_check(sid, det, width, height))
 
     findings = [
         check_missing_annotations(ids, counts, level),
@@ -142,31 +149,56 @@ def validate(
     return result
 
 
-def _instance_check(sample_id: str, det: fo.Detection, width, height) -> InstanceCheck:
+def read_mask(det: dict) -> tuple[np.ndarray | None, str | None]:
+    """A raw detection's mask (stored inline or in ``mask_path``) and why it
+    could not be read, if it could not."""
+    try:
+        mask = mask_of(det)
+        if mask is None and det.get("mask_path"):
+            mask = np.asarray(Image.open(det["mask_path"]))
+        return mask, None
+    except Exception as error:  # an unreadable stored mask is a finding, not a crash
+        return None, f"stored mask is unreadable: {error}"
+
+
+def instance_check(
+    sample_id: str,
+    det: dict,
+    width: int | None,
+    height: int | None,
+    mask: np.ndarray | None = None,
+    read_problem: str | None = None,
+) -> InstanceCheck:
+    """What the mask rule needs to know about one raw detection document.
+
+    Args:
+        sample_id: the detection's sample
+        det: the raw detection document
+        width: image width
+        height: image height
+        mask: its mask when the caller read it already (with ``read_problem``)
+        read_problem: why the mask could not be read
+    """
     mask_shape = None
     mask_area = None
     box_shape = None
-    mask = det.mask
-    if mask is None and det.mask_path:
-        try:
-            mask = det.get_mask()
-        except Exception as error:  # unreadable mask file: report, don't crash
-            return InstanceCheck(sample_id, det.label or "", None, None, None,
-                                 f"mask file {det.mask_path} unreadable: {error}")
+    problem = det.get("mask_problem")
+    if mask is None and read_problem is None:
+        mask, read_problem = read_mask(det)
+    problem = problem or read_problem
     if mask is not None:
-        mask = np.asarray(mask)
         mask_shape = (int(mask.shape[0]), int(mask.shape[1])) if mask.ndim >= 2 else (0, 0)
         mask_area = int(np.count_nonzero(mask))
-    if det.bounding_box is not None and width and height:
-        _, _, bw, bh = det.bounding_box
-        box_shape = (int(round(bh * height)), int(round(bw * width)))
+    box = det.get("bounding_box")
+    if box and width and height:
+        box_shape = (int(round(box[3] * height)), int(round(box[2] * width)))
     return InstanceCheck(
         sample_id=sample_id,
-        label=det.label or "",
+        label=det.get("label") or "",
         mask_shape=mask_shape,
         box_shape=box_shape,
         mask_area=mask_area,
-        mask_problem=det.get_attribute_value("mask_problem", None),
+        mask_problem=problem,
     )
 
 

@@ -71,6 +71,15 @@ def test_success_moves_into_place(tmp_path: Path) -> None:
     assert _leftovers(dest.parent, dest.name) == []
 
 
+def test_export_gets_normal_permissions(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    dest = tmp_path / "out"
+    with staged_export(dest) as staged:
+        (staged.path / "a").write_text("a")
+    assert dest.stat().st_mode == reference.stat().st_mode
+
+
 def test_exception_leaves_no_dest_and_no_temp(tmp_path: Path) -> None:
     dest = tmp_path / "out"
     with pytest.raises(RuntimeError, match="boom"), staged_export(dest) as staged:
@@ -339,8 +348,15 @@ def test_split_consistency() -> None:
 def test_export_stats() -> None:
     stats = ExportStats("x")
     stats.add(_record(id="a", split="test"))
-    stats.add(_record(id="b", split="train", labels=["z", "a"], bboxes=[(0, 0, 1, 1)] * 2,
-                      masks=[None, CocoRle("04", 3, 4)]))
+    stats.add(
+        _record(
+            id="b",
+            split="train",
+            labels=["z", "a"],
+            bboxes=[(0, 0, 1, 1)] * 2,
+            masks=[None, CocoRle("04", 3, 4)],
+        )
+    )
     stats.add(_record(id="c", split="train", labels=[], bboxes=[], masks=[]))
     assert stats.as_dict() == {
         "format": "x",

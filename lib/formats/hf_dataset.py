@@ -49,9 +49,10 @@ Writing streams: records are consumed once, in order; each split has one
 open Arrow shard (IPC stream, the files ``Dataset.save_to_disk`` writes, a new
 one past 500 MB) and at most one batch of image bytes (1,000 rows or 64 MB) is
 held in memory. ``state.json``, ``dataset_info.json`` and ``dataset_dict.json``
-are written as ``save_to_disk`` writes them (checked against
-``datasets==5.2.0`` by the tests), so no ``datasets`` cache is involved and
-nothing goes to ``~/.cache``. The writer writes into ``out`` in place; atomic
+are written in ``save_to_disk``'s layout (the tests load the result with the
+pinned ``datasets==5.2.0``). This skips ``from_generator`` + ``save_to_disk``,
+which write every byte twice and copy each image into Python objects, and
+uses no ``datasets`` cache: nothing goes to ``~/.cache``. The writer writes into ``out`` in place; atomic
 placement is the caller's job (:func:`dataops.export_folder.staged_export`).
 """
 
@@ -128,7 +129,7 @@ def _image_size(data: bytes | Path, where: Path) -> tuple[int, int]:
             return im.size
     except FileNotFoundError:
         raise InputError(where, "image file not found") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as e:
         raise InputError(where, f"not a readable image ({e})") from None
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "encode",
     "encode_counts",
     "from_crop",
+    "hw_from_size",
     "nearest_indices",
     "plain_rle_to_mask",
     "plain_runs_to_rle",
@@ -64,6 +65,8 @@ __all__ = [
 _MAX_CHARS_PER_NUMBER = 12
 #: the characters of the COCO string alphabet: chr(48) .. chr(111)
 _ALPHABET = bytes(range(48, 112))
+#: characters decoded together by :func:`stats_many`
+_BATCH_CHARS = 1 << 16
 
 
 # --------------------------------------------------------------------------
@@ -276,7 +279,12 @@ def check_rle(counts: str | bytes | list[int], height: int, width: int) -> str |
         return f"not a valid COCO RLE: {type(exc).__name__}: {exc}"
 
 
-def _hw_from_size(size: Any) -> tuple[int, int]:
+def hw_from_size(size: Any) -> tuple[int, int]:
+    """``(height, width)`` from a COCO ``size`` value (integral floats accepted).
+
+    Raises:
+        ValueError: not two non-negative integers
+    """
     if not isinstance(size, (list, tuple)) or len(size) != 2:
         raise ValueError(f"mask 'size' must be [height, width], not {size!r}")
     out = []
@@ -289,12 +297,15 @@ def _hw_from_size(size: Any) -> tuple[int, int]:
     return out[0], out[1]
 
 
-def size_mismatch(hw: tuple[int, int], expected_hw: tuple[int, int]) -> str | None:
+def size_mismatch(
+    hw: tuple[int, int], expected_hw: tuple[int, int], what: str = "image"
+) -> str | None:
     """Describe a mask size that differs from the image size (or None).
 
     Args:
         hw: the mask's ``(height, width)``
         expected_hw: the image's ``(height, width)``
+        what: how the message names the image (``"frame"``, ...)
 
     Returns:
         the problem, or None when the sizes agree
@@ -304,7 +315,7 @@ def size_mismatch(hw: tuple[int, int], expected_hw: tuple[int, int]) -> str | No
     if (h, w) == (eh, ew):
         return None
     hint = " (height and width swapped?)" if (h, w) == (ew, eh) else ""
-    return f"mask size {h}x{w} (HxW) does not match the {eh}x{ew} image{hint}"
+    return f"mask size {h}x{w} (HxW) does not match the {eh}x{ew} {what}{hint}"
 
 
 def parse_coco(obj: Any, expected_hw: tuple[int, int] | None = None) -> tuple[CocoRle, np.ndarray]:
@@ -326,7 +337,7 @@ def parse_coco(obj: Any, expected_hw: tuple[int, int] | None = None) -> tuple[Co
     if "counts" not in obj or "size" not in obj:
         missing = [k for k in ("size", "counts") if k not in obj]
         raise ValueError(f"COCO RLE dict has no {' or '.join(repr(k) for k in missing)}")
-    h, w = _hw_from_size(obj["size"])
+    h, w = hw_from_size(obj["size"])
     if expected_hw is not None:
         problem = size_mismatch((h, w), expected_hw)
         if problem:
@@ -521,8 +532,17 @@ def stats_many(items: Sequence[tuple[Any, Any, Any]]) -> list[RleStats]:
         ids.append(i)
         heights.append(int(height))
         areas.append(int(height) * int(width))
-    if raws:
-        _stats_batch(raws, ids, heights, areas, items, out)
+    # batches of about _BATCH_CHARS characters keep the arrays in the CPU cache
+    start = 0
+    while start < len(raws):
+        stop, chars = start, 0
+        while stop < len(raws) and (chars < _BATCH_CHARS or stop == start):
+            chars += len(raws[stop])
+            stop += 1
+        _stats_batch(
+            raws[start:stop], ids[start:stop], heights[start:stop], areas[start:stop], items, out
+        )
+        start = stop
     return out  # type: ignore[return-value]
 
 
@@ -791,23 +811,27 @@ def parse_plain_runs(text: str) -> np.ndarray:
 def plain_grid_shape(total: int, frame_hw: tuple[int, int]) -> tuple[int, int]:
     """The mask grid a plain RLE covers, inferred from the sum of its runs.
 
-    A square grid when the sum is a perfect square, else the frame size when
-    the sum equals ``H * W``.
+    The frame size when the sum equals ``H * W``, else a square grid when the
+    sum is a perfect square (SAM2's low-resolution masks are 256x256).
+
+    The frame size is tried first on purpose: the area of most 16:9 frames
+    is itself a perfect square (1280 x 720 = 960 x 960, 1920 x 1080 =
+    1440 x 1440), so "square first" would misread every full-resolution mask
+    of such a video as a 960x960 grid.
 
     Raises:
         ValueError: the sum fits neither
     """
     fh, fw = (int(v) for v in frame_hw)
-    side = math.isqrt(total) if total >= 0 else 0
-    if total > 0 and side * side == total:
-        return side, side
-    if total == fh * fw and total > 0:
+    if total > 0 and total == fh * fw:
         return fh, fw
-    return_msg = (
-        f"runs sum to {total}, which is neither a square grid (n*n) nor the "
-        f"{fh}x{fw} (HxW) frame ({fh * fw} pixels)"
+    side = math.isqrt(total) if total > 0 else 0
+    if side and side * side == total:
+        return side, side
+    raise ValueError(
+        f"runs sum to {total}, which is neither the {fh}x{fw} (HxW) frame "
+        f"({fh * fw} pixels) nor a square grid (n*n)"
     )
-    raise ValueError(return_msg)
 
 
 def nearest_indices(dst: int, src: int) -> np.ndarray:
@@ -828,6 +852,9 @@ def plain_rle_to_mask(
     text: str, frame_hw: tuple[int, int]
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode a plain row-major run-length string and resize it to the frame.
+
+    The grid is the frame itself when the runs sum to ``H * W``, else the
+    square grid their sum makes (see :func:`plain_grid_shape`).
 
     Args:
         text: space-separated run lengths, zeros first, row-major

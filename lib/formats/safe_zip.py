@@ -25,7 +25,7 @@ import stat
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
 from dataops.errors import InputError
@@ -79,6 +79,8 @@ def is_zip(path: str | Path) -> bool:
 def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
     """Why a member could be written outside the extraction folder (or None)."""
     name = info.filename.replace("\\", "/")
+    if not name.strip("/"):
+        return "has an empty name"
     mode = info.external_attr >> 16
     if info.create_system == 3 and stat.S_ISLNK(mode):
         return "is a symbolic link"
@@ -155,8 +157,10 @@ class SafeZip:
 
     # -- reading ---------------------------------------------------------
 
-    def _stream(self, member: str, budget: int):
+    def _stream(self, member: str, budget: int, too_much: str) -> Iterator[bytes]:
         """Yield the member's bytes in chunks, enforcing ``budget`` bytes.
+
+        ``too_much`` is the problem reported when the budget is exceeded.
 
         Raises:
             InputError: corrupt data, CRC error, or more bytes than allowed
@@ -180,11 +184,7 @@ class SafeZip:
                             f"{_human(info.file_size)} (zip bomb?)",
                         )
                     if produced > budget:
-                        raise InputError(
-                            where,
-                            f"extracting would exceed the limit of "
-                            f"{_human(self.max_uncompressed_bytes)} uncompressed (zip bomb?)",
-                        )
+                        raise InputError(where, too_much)
                     yield chunk
         except InputError:
             raise
@@ -212,7 +212,22 @@ class SafeZip:
             InputError: no such member, corrupt data, or too large
         """
         budget = self.max_uncompressed_bytes if max_bytes is None else max_bytes
-        return b"".join(self._stream(member, budget))
+        too_much = f"the member is larger than the {_human(budget)} allowed (zip bomb?)"
+        return b"".join(self._stream(member, budget, too_much))
+
+    def read_head(self, member: str, size: int) -> bytes:
+        """The first ``size`` bytes of a member (for sniffing; no CRC check).
+
+        Raises:
+            InputError: no such member or unreadable data
+        """
+        info = self.info(member)
+        try:
+            with self._zf.open(info) as f:
+                return f.read(size)
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, RuntimeError,
+                NotImplementedError, OSError) as exc:
+            raise InputError(self.where(member), f"cannot read the member: {exc}") from None
 
     # -- extraction ------------------------------------------------------
 
@@ -247,6 +262,10 @@ class SafeZip:
         tmp.chmod(0o755)  # mkdtemp makes it private; it may become dest itself
         try:
             budget = self.max_uncompressed_bytes
+            too_much = (
+                f"extracting would exceed the limit of {_human(budget)} "
+                "uncompressed (zip bomb?)"
+            )
             relpaths: dict[str, PurePosixPath] = {}
             for name in names:
                 rel = PurePosixPath(name.replace("\\", "/"))
@@ -258,11 +277,17 @@ class SafeZip:
                         self.where(name),
                         f"member '{name}' would be written outside the extraction folder",
                     )
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with target.open("wb") as out:
-                    for chunk in self._stream(name, budget):
-                        out.write(chunk)
-                        budget -= len(chunk)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with target.open("wb") as out:
+                        for chunk in self._stream(name, budget, too_much):
+                            out.write(chunk)
+                            budget -= len(chunk)
+                except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+                    raise InputError(
+                        self.where(name),
+                        f"cannot extract the member: it clashes with another member ({exc})",
+                    ) from None
                 relpaths[name] = rel
             result = _move_into_place(tmp, dest, relpaths)
         finally:

@@ -29,7 +29,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -45,6 +45,7 @@ from dataops.records import BBox, CocoRle, Frame, Instance, Sam2Export
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MAX_JSON_BYTES",
     "SAV_FPS",
     "SAV_FRAME_STEP",
     "is_sam2_export",
@@ -62,6 +63,8 @@ _FRAME_FOLDERS = ("images", "frames")
 _SAV_NAME = re.compile(r"^sav_.*\.json$", re.IGNORECASE)
 _TRAILING_INT = re.compile(r"(\d+)$")
 _SNIFF_BYTES = 1 << 20
+#: largest annotations / metadata JSON read into memory
+MAX_JSON_BYTES = 2 * 1024**3
 _MAX_LISTED = 10
 
 
@@ -235,7 +238,9 @@ def _open_zip(path: Path, max_uncompressed_bytes: int) -> _Export:
         kind=kind,
         metadata=metadata,
         frames=frames,
-        read=archive.read,
+        read=lambda name: archive.read(
+            name, max_bytes=min(MAX_JSON_BYTES, archive.max_uncompressed_bytes)
+        ),
         where=archive.where,
         archive=archive,
         unnumbered=unnumbered,
@@ -286,6 +291,13 @@ def _open_folder(folder: Path, annotations: str | None = None) -> _Export:
 
     def read(name: str) -> bytes:
         try:
+            size = (folder / name).stat().st_size
+            if size > MAX_JSON_BYTES:
+                raise InputError(
+                    folder / name,
+                    f"the file is {size / 1024**3:.1f} GiB, more than the "
+                    f"{MAX_JSON_BYTES // 1024**3} GiB a JSON file may have",
+                )
             return (folder / name).read_bytes()
         except OSError as exc:
             raise InputError(folder / name, f"cannot read the file: {exc}") from None
@@ -363,8 +375,7 @@ def is_sam2_export(path: str | Path) -> bool:
                     return False
                 if kind == "sav":
                     return True
-                with archive._zf.open(ann) as f:  # only the first bytes
-                    return _looks_like_sam2_json(f.read(_SNIFF_BYTES))
+                return _looks_like_sam2_json(archive.read_head(ann, _SNIFF_BYTES))
         if path.suffix.lower() == ".json":
             with path.open("rb") as f:
                 head = f.read(_SNIFF_BYTES)
@@ -400,10 +411,8 @@ class _Masks:
     total: int = 0
     coco: int = 0
     plain: int = 0
-    pending: list[_Pending] | None = None
-
-    def __post_init__(self) -> None:
-        self.pending = []
+    pending: list[_Pending] = field(default_factory=list)
+    drop: set[int] = field(default_factory=set)  # id() of instances to leave out
 
     def add_coco(
         self,
@@ -423,10 +432,10 @@ class _Masks:
             if "counts" not in obj or "size" not in obj:
                 missing = " or ".join(repr(k) for k in ("size", "counts") if k not in obj)
                 raise ValueError(f"the COCO RLE mask has no {missing}")
-            size = rle_codec._hw_from_size(obj["size"])
-            problem = rle_codec.size_mismatch(size, hw)
+            size = rle_codec.hw_from_size(obj["size"])
+            problem = rle_codec.size_mismatch(size, hw, what="frame")
             if problem:
-                raise ValueError(problem.replace("image", "frame"))
+                raise ValueError(problem)
             counts = obj["counts"]
             if isinstance(counts, (str, bytes)):
                 self.pending.append(_Pending(inst, counts, size[0], size[1], who, drop_empty))
@@ -437,7 +446,10 @@ class _Masks:
             return
         area = rle_codec.area_from_runs(runs)
         if area == 0:
-            inst.mask_problem = f"{who}: mask is empty (zero area)"
+            if drop_empty:
+                self.drop.add(id(inst))
+            else:
+                inst.mask_problem = f"{who}: mask is empty (zero area)"
         else:
             inst.mask, inst.area = mask, area
             inst.bbox = rle_codec.bbox_from_runs(runs, mask.height)
@@ -449,10 +461,10 @@ class _Masks:
             ``id()`` of the instances to drop (empty masks queued with
             ``drop_empty``)
         """
-        drop: set[int] = set()
-        queued = self.pending or []
+        drop = self.drop
+        queued = self.pending
         stats = rle_codec.stats_many([(p.counts, p.height, p.width) for p in queued])
-        for p, st in zip(queued, stats):
+        for p, st in zip(queued, stats, strict=True):
             inst = p.instance
             if st.problem is not None:
                 inst.mask_problem = f"{p.who}: {st.problem}"
@@ -557,7 +569,7 @@ def _guess_hw(annotations: list) -> tuple[int, int] | None:
             mask = obj.get("mask") if isinstance(obj, dict) else None
             if isinstance(mask, dict):
                 try:
-                    return rle_codec._hw_from_size(mask.get("size"))
+                    return rle_codec.hw_from_size(mask.get("size"))
                 except ValueError:
                     continue
     return None
@@ -790,12 +802,9 @@ def _parse_sav(doc: Any, where: str) -> _Parsed:
             frame.instances.append(inst)
         frames.append(frame)
     drop = masks.finish()
-    for frame in frames:
-        if drop:
+    if drop:
+        for frame in frames:
             frame.instances = [inst for inst in frame.instances if id(inst) not in drop]
-        for inst in frame.instances:
-            if inst.mask is None and inst.mask_problem is None:  # pragma: no cover
-                inst.mask_problem = "mask is empty (zero area)"
     findings = _mask_findings(frames, masks.total)
     video_id = doc.get("video_id")
     return _Parsed(

@@ -95,14 +95,24 @@ def test_independent_of_python_hash_seed() -> None:
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         done = subprocess.run(
-            [sys.executable, "-c", _SUBPROCESS], env=env, capture_output=True, text=True,
-            check=True, timeout=120,
+            [sys.executable, "-c", _SUBPROCESS],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
         )
         outputs.append(json.loads(done.stdout))
     assert outputs[0] == outputs[1]
     here = [
-        make_conversation(["person", "car", "person", "bus", "dog"], [(1, 2, 3, 4)] * 5, 100, 100,
-                          rng_key=f"id{i}", seed=11)
+        make_conversation(
+            ["person", "car", "person", "bus", "dog"],
+            [(1, 2, 3, 4)] * 5,
+            100,
+            100,
+            rng_key=f"id{i}",
+            seed=11,
+        )
         for i in range(60)
     ]
     assert outputs[0] == here
@@ -155,7 +165,9 @@ def test_negative_frames() -> None:
     for i in range(40):
         c = make_conversation([], [], W, H, rng_key=f"neg{i}", seed=0)
         assert c[0]["value"].startswith("<image>\n")
-        assert c[1]["value"] == NO_OBJECTS_RESPONSE == "There are no annotated objects in this image."
+        assert (
+            c[1]["value"] == NO_OBJECTS_RESPONSE == "There are no annotated objects in this image."
+        )
         instructions.add(_instruction(c))
     assert instructions <= set(ALL_TEMPLATES) | set(NONE_TEMPLATES)
     assert len(instructions) >= 3
@@ -174,8 +186,9 @@ def test_placeholder_labels_read_fine() -> None:
     labels = ["object_1", "object_1", "object_2"]
     boxes = [(0, 0, 1, 1)] * 3
     texts = " ".join(
-        " ".join(t["value"] for t in make_conversation(labels, boxes, 10, 10, rng_key=f"p{i}",
-                                                       seed=0))
+        " ".join(
+            t["value"] for t in make_conversation(labels, boxes, 10, 10, rng_key=f"p{i}", seed=0)
+        )
         for i in range(40)
     )
     assert "object_1s" not in texts and "object_1es" not in texts

@@ -22,8 +22,17 @@ from dataops.formats.conversations import make_conversation
 from dataops.formats.hf_dataset import write_hf_dataset
 from dataops.records import CocoRle, TrainingRecord
 
-CONTRACT = ["id", "image", "conversations", "masks", "bounding_boxes", "labels", "width",
-            "height", "group"]
+CONTRACT = [
+    "id",
+    "image",
+    "conversations",
+    "masks",
+    "bounding_boxes",
+    "labels",
+    "width",
+    "height",
+    "group",
+]
 EXTRAS = ["frame_index", "timestamp_sec", "tags"]
 
 
@@ -135,9 +144,7 @@ def test_rows_round_trip(samples, tmp_path: Path) -> None:
     write_hf_dataset(records, out, seed=5)
     ds = datasets.load_from_disk(str(out))
     by_id = {r.id: r for r in records}
-    raw = {
-        split: ds[split].cast_column("image", datasets.Image(decode=False)) for split in ds
-    }
+    raw = {split: ds[split].cast_column("image", datasets.Image(decode=False)) for split in ds}
     for split in ds:
         for row, raw_row in zip(ds[split], raw[split], strict=True):
             rec = by_id[row["id"]]
@@ -245,9 +252,16 @@ def test_many_batches_and_shards(samples, tmp_path: Path, monkeypatch) -> None:
     base = samples[0][0]
     records = [
         TrainingRecord(
-            id=f"r{i:03d}", image=base.image, width=base.width, height=base.height,
-            group=f"g{i % 3}", split=None, labels=["person"], bboxes=[base.bboxes[0]],
-            masks=[base.masks[0]], frame_index=i,
+            id=f"r{i:03d}",
+            image=base.image,
+            width=base.width,
+            height=base.height,
+            group=f"g{i % 3}",
+            split=None,
+            labels=["person"],
+            bboxes=[base.bboxes[0]],
+            masks=[base.masks[0]],
+            frame_index=i,
         )
         for i in range(57)
     ]
@@ -347,11 +361,18 @@ def test_nothing_goes_to_the_user_cache(tmp_path: Path) -> None:
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "XDG_"))}
     env.update(HOME=str(home), HF_HUB_OFFLINE="1")
-    subprocess.run([sys.executable, "-c", _NO_CACHE, str(tmp_path)], env=env, check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", _NO_CACHE, str(tmp_path)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     cached = [p for p in home.rglob("*") if p.is_file()]
     assert not [p for p in cached if "datasets" in p.parts], cached
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dataset_dict.json", "train"]
     assert sorted(p.name for p in (tmp_path / "out" / "train").iterdir()) == [
-        "data-00000-of-00001.arrow", "dataset_info.json", "state.json",
+        "data-00000-of-00001.arrow",
+        "dataset_info.json",
+        "state.json",
     ]
