@@ -74,7 +74,9 @@ def _format_split(result) -> str:
 def _format_exports(results: dict) -> str:
     lines = []
     for fmt, result in results.items():
-        splits = ", ".join(f"{k}={v}" for k, v in result.samples_per_split.items())
+        order = {"train": 0, "val": 1, "test": 2}
+        ordered = sorted(result.samples_per_split.items(), key=lambda kv: order.get(kv[0], 3))
+        splits = ", ".join(f"{k}={v}" for k, v in ordered)
         lines.append(
             f"Wrote {fmt} to {result.path}: {result.samples} samples ({splits}), "
             f"{result.instances} instances, {len(result.class_counts)} classes"
@@ -184,13 +186,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if exports.exists():
         shutil.rmtree(exports)
     exports.mkdir(parents=True)
-    write_sam2_exports(exports, n_videos=4, frames_per_video=12, seed=args.seed)
-    print(f"Generated 4 sample SAM2 exports in {exports}", file=sys.stderr)
+    write_sam2_exports(exports, n_videos=10, frames_per_video=12, seed=args.seed,
+                       width=640, height=360, class_weights=(0.6, 0.3, 0.1))
+    print(f"Generated 10 sample SAM2 exports (one video each) in {exports}", file=sys.stderr)
     args.sources = [str(exports)]
     args.dataset = args.dataset or "dataops-demo"
     args.out = str(out / "training_data")
     args.overwrite = True
-    return cmd_prepare(args)
+    args.resplit = True  # the demo's dataset is prepared afresh each time
+    code = cmd_prepare(args)
+    if not args.json:
+        print(f"\nTraining data: {args.out}\nSee it in the App: fiftyone app launch {args.dataset}")
+    return code
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

@@ -221,6 +221,8 @@ def test_frame_image_of_another_size_marks_its_masks(tmp_path, dataset_name):
         ("truncate", "zip"),
         # annotations.json that is not JSON
         ("bad_json", "annotations.json"),
+        # a member that would be written outside the extraction folder
+        ("zip_slip", "outside"),
     ],
 )
 def test_bad_input_names_the_file_and_changes_nothing(tmp_path, dataset_name, make_bad, expected):
@@ -231,6 +233,12 @@ def test_bad_input_names_the_file_and_changes_nothing(tmp_path, dataset_name, ma
         data = write_sam2_export(tmp_path / "whole.zip", n_frames=3, width=W, height=H,
                                  seed=6).read_bytes()
         bad.write_bytes(data[: len(data) // 2])
+    elif make_bad == "zip_slip":
+        with zipfile.ZipFile(bad, "w") as archive:
+            archive.writestr("annotations.json", json.dumps({
+                "video": {"file_name": "v.mp4", "width": W, "height": H},
+                "annotations": [{"frame_index": 0, "objects": []}]}))
+            archive.writestr("images/../../../evil_frame_000000.png", b"x")
     elif make_bad == "bad_json":
         with zipfile.ZipFile(bad, "w") as archive:
             archive.writestr("annotations.json", '{"annotations": [ {"frame_index": 0,,} ]}')

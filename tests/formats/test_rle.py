@@ -445,7 +445,18 @@ def test_nearest_indices_match_opencv():
             assert np.array_equal(rle.nearest_indices(dst, src), expected), (dst, src)
 
 
-def test_stats_many_equals_one_by_one():
+@pytest.mark.parametrize(
+    "batch_chars",
+    [
+        # the default: everything in one batch here
+        None,
+        # tiny batches: many batch boundaries, one string per batch at times
+        16,
+    ],
+)
+def test_stats_many_equals_one_by_one(monkeypatch, batch_chars):
+    if batch_chars is not None:
+        monkeypatch.setattr(rle, "_BATCH_CHARS", batch_chars)
     rng = np.random.default_rng(11)
     items = []
     for i in range(400):
