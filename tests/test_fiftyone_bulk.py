@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import fiftyone as fo
+import fiftyone.core.utils as fou
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-import fiftyone.core.utils as fou
 from dataops.fiftyone_bulk import declare_fields, insert_documents, raw_values
 from dataops.fiftyone_documents import (
     deserialize_mask,
