@@ -93,7 +93,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     result = load_sam2_exports(
         args.sources, args.dataset, label_field=args.label_field, frames_dir=args.frames,
-        progress=_progress_printer(args.progress),
+        video=args.video, progress=_progress_printer(args.progress),
     )
     text = [f"Loaded {result.added} frames into {result.dataset} "
             f"({result.skipped_existing} already there)"]
@@ -153,7 +153,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             args.sources, name, args.out, formats=args.format, ratios=args.split,
             strategy=args.strategy, validation=args.validation, seed=args.seed,
             resplit=args.resplit, force=args.force, overwrite=args.overwrite,
-            label_field=args.label_field, frames_dir=args.frames,
+            label_field=args.label_field, frames_dir=args.frames, video=args.video,
             image_mode=args.image_mode, path_mode=args.path_mode,
             progress=_progress_printer(args.progress),
         )
@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     sam2.add_argument("sources", nargs="+", help="exports, or folders holding exports")
     sam2.add_argument("--dataset", required=True, help="dataset to create or merge into")
     sam2.add_argument("--frames", help="folder of frames for frames the export lacks")
+    sam2.add_argument("--video", help="source video (or folder of videos) to decode missing frames")
     _add_common(sam2)
     sam2.set_defaults(func=cmd_load, label_field="ground_truth")
 
@@ -291,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--format", choices=["hf", "llava", "both"], default="both")
         command.add_argument("--validation", choices=["strict", "lenient"], default="strict")
         command.add_argument("--frames", help="folder of frames for frames the export lacks")
+        command.add_argument("--video", help="source video (or folder of videos) for missing frames")
         _add_split_options(command, "stratified" if name == "prepare" else "group")
         _add_export_options(command)
         _add_common(command)

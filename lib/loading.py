@@ -111,12 +111,12 @@ def _workers(n_exports: int) -> int:
 
 def _read_all(
     paths: list[Path], *, label_field: str, media_root: Path, scratch: Path,
-    frames_dir: Path | None, progress: ProgressFn | None,
+    frames_dir: Path | None, video: Path | None, progress: ProgressFn | None,
 ) -> list[ExportDocuments]:
     """Reads every export (in worker processes when there are several)."""
     jobs = [
         {"source": path, "label_field": label_field, "media_root": media_root,
-         "scratch": scratch / str(number), "frames_dir": frames_dir}
+         "scratch": scratch / str(number), "frames_dir": frames_dir, "video": video}
         for number, path in enumerate(paths)
     ]
     workers = _workers(len(jobs))
@@ -144,6 +144,7 @@ def load_sam2_exports(
     *,
     label_field: str = "ground_truth",
     frames_dir: str | Path | None = None,
+    video: str | Path | None = None,
     media_dir: str | Path | None = None,
     progress: ProgressFn | None = None,
 ) -> LoadResult:
@@ -163,6 +164,8 @@ def load_sam2_exports(
         dataset_name: dataset to load into (created when missing)
         label_field: field receiving the instances
         frames_dir: a folder of frames used for frames the export lacks
+        video: the source video, or a folder of videos matched by file name,
+            decoded for frames the export and ``frames_dir`` lack
         media_dir: where frames extracted from ZIPs go (default
             :func:`dataops.media.media_root`)
         progress: optional progress callback
@@ -191,6 +194,7 @@ def load_sam2_exports(
         read = _read_all(
             paths, label_field=label_field, media_root=media_root, scratch=scratch,
             frames_dir=Path(frames_dir) if frames_dir else None,
+            video=Path(video).expanduser() if video else None,
             progress=scaled(progress, 0.0, 0.6),
         )
     except BaseException:

@@ -80,6 +80,7 @@ def prepare(
     overwrite: bool = False,
     label_field: str = "ground_truth",
     frames_dir: str | Path | None = None,
+    video: str | Path | None = None,
     image_mode: str = "embed",
     path_mode: str = "relative",
     progress: ProgressFn | None = None,
@@ -107,6 +108,7 @@ def prepare(
         overwrite: replace existing exports at ``out_dir``
         label_field: the Detections field
         frames_dir: a folder of frames for frames the exports lack
+        video: source video (or folder of videos) to decode missing frames from
         image_mode: HF images ``embed`` or ``path``
         path_mode: ``relative`` or ``absolute`` paths in exports
         progress: optional progress callback
@@ -126,7 +128,7 @@ def prepare(
     import fiftyone as fo
 
     loaded = load_sam2_exports(
-        sources, dataset_name, label_field=label_field, frames_dir=frames_dir,
+        sources, dataset_name, label_field=label_field, frames_dir=frames_dir, video=video,
         progress=scaled(progress, 0.0, 0.35),
     )
     dataset = fo.load_dataset(dataset_name)

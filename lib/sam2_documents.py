@@ -21,6 +21,7 @@ from PIL import Image
 from dataops.fiftyone_documents import detection_doc
 from dataops.formats.sam2_export import read_sam2_export
 from dataops.records import Frame, Sam2Export
+from dataops.video_frames import extract_frames, resolve_video
 
 
 @dataclass
@@ -137,6 +138,7 @@ def read_export_documents(
     media_root: Path,
     scratch: Path,
     frames_dir: Path | None = None,
+    video: Path | None = None,
 ) -> ExportDocuments:
     """Reads one export and builds its sample documents.
 
@@ -147,6 +149,8 @@ def read_export_documents(
             ``<media_root>/<export id>/``)
         scratch: an empty folder for extraction (removed by the caller)
         frames_dir: a folder of frames for frames the export lacks
+        video: the source video (or a folder of videos, matched by name) to
+            decode the frames the export and ``frames_dir`` lack
 
     Returns:
         the :class:`ExportDocuments`
@@ -154,7 +158,18 @@ def read_export_documents(
     Raises:
         InputError: the export is unreadable or malformed
     """
-    export = read_sam2_export(source, extract_to=scratch, frames_dir=frames_dir)
+    resolver = None
+    if video is not None:
+
+        def resolver(video_name: str, indices: list[int]) -> dict[int, Path]:
+            path = resolve_video(Path(video), video_name)
+            if path is None:
+                return {}
+            return extract_frames(path, indices, scratch / "video_frames")
+
+    export = read_sam2_export(
+        source, extract_to=scratch, frames_dir=frames_dir, frame_resolver=resolver
+    )
     media_dir, created = _settle_media(export, media_root, scratch)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     documents = [

@@ -30,6 +30,8 @@ class LoadSam2Export(foo.Operator):
                    description="Created if missing; frames already loaded are skipped")
         inputs.str("frames_dir", label="Frames folder (optional)",
                    description="Frames for frames the export lacks")
+        inputs.str("video", label="Source video (optional)",
+                   description="A video, or a folder of videos, to decode missing frames from")
         inputs.str("label_field", default="ground_truth", label="Label field")
         return types.Property(inputs, view=types.View(label="Load SAM2 export"))
 
@@ -38,6 +40,7 @@ class LoadSam2Export(foo.Operator):
             ctx.params["source"], ctx.params["dataset_name"],
             label_field=ctx.params.get("label_field") or "ground_truth",
             frames_dir=ctx.params.get("frames_dir") or None,
+            video=ctx.params.get("video") or None,
             progress=progress_for(ctx),
         )
         finish(ctx)

@@ -275,3 +275,42 @@ def test_sav_fixture_loads_real_masklets(fixtures_dir, dataset_name):
     )
     got = sorted(int(d.mask.sum()) for d in first.ground_truth.detections)
     assert got == expected_areas
+
+
+def _write_video(path: Path, n: int) -> list[np.ndarray]:
+    """An MJPG video whose frame i is a flat grey of level 10 * i."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (W, H))
+    frames = [np.full((H, W, 3), 10 * i, dtype=np.uint8) for i in range(n)]
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return frames
+
+
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_missing_frames_are_decoded_from_the_source_video(tmp_path, dataset_name, as_folder):
+    export = write_sam2_export(tmp_path / "e.zip", n_frames=4, width=W, height=H, frames="none",
+                               frame_step=5, video_name="clip.avi", seed=9)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _write_video(videos / "clip.avi", 20)
+
+    result = load_sam2_exports(export, dataset_name, video=videos if as_folder else videos / "clip.avi")
+
+    dataset = fo.load_dataset(dataset_name).sort_by("frame_index")
+    assert set(dataset.values("media_missing")) == {False}
+    assert any("4 were extracted from the source video" in f for f in result.findings)
+    for index, path in zip(dataset.values("frame_index"), dataset.values("filepath"), strict=True):
+        pixels = np.asarray(Image.open(path).convert("L"), dtype=float)
+        assert pixels.shape == (H, W)
+        assert abs(pixels.mean() - 10 * index) < 4  # frame `index`, not a neighbour
+
+
+def test_a_video_folder_without_the_video_leaves_frames_missing(tmp_path, dataset_name):
+    export = write_sam2_export(tmp_path / "e.zip", n_frames=2, width=W, height=H, frames="none",
+                               video_name="absent.mp4")
+    (tmp_path / "videos").mkdir()
+    load_sam2_exports(export, dataset_name, video=tmp_path / "videos")
+    assert set(fo.load_dataset(dataset_name).values("media_missing")) == {True}

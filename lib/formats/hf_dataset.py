@@ -78,7 +78,7 @@ from dataops.export_folder import (
     export_image_name,
     place_image,
 )
-from dataops.formats.conversations import make_conversation
+from dataops.formats.training_row import training_row
 from dataops.records import TrainingRecord
 
 IMAGE_MODES = ("embed", "path")
@@ -143,23 +143,9 @@ def _check_size(record: TrainingRecord, size: tuple[int, int]) -> None:
 
 
 def _row(record: TrainingRecord, image: Any, seed: int) -> dict[str, Any]:
-    """One dataset row (before Arrow conversion)."""
+    """One dataset row (before Arrow conversion): the contract plus extras."""
     return {
-        "id": record.id,
-        "image": image,
-        "conversations": make_conversation(
-            list(record.labels),
-            list(record.bboxes),
-            record.width,
-            record.height,
-            rng_key=record.id,
-            seed=seed,
-        ),
-        "masks": [m.counts if m is not None else "" for m in record.masks],
-        "bounding_boxes": [[float(v) for v in box] for box in record.bboxes],
-        "labels": list(record.labels),
-        "width": record.width,
-        "height": record.height,
+        **training_row(record, image, seed),
         "group": record.group,
         "frame_index": record.frame_index,
         "timestamp_sec": record.timestamp_sec,

@@ -65,7 +65,7 @@ from dataops.export_folder import (
     export_image_name,
     place_image,
 )
-from dataops.formats.conversations import make_conversation
+from dataops.formats.training_row import training_row
 from dataops.records import TrainingRecord
 
 #: the sample manifest written next to the JSONL files
@@ -168,23 +168,7 @@ def write_llava_jsonl(
                 if not src.is_file():
                     raise InputError(src, "image file not found")
                 image = str(src.expanduser().resolve())
-            row = {
-                "id": record.id,
-                "image": image,
-                "conversations": make_conversation(
-                    list(record.labels),
-                    list(record.bboxes),
-                    record.width,
-                    record.height,
-                    rng_key=record.id,
-                    seed=seed,
-                ),
-                "masks": [m.counts if m is not None else "" for m in record.masks],
-                "bounding_boxes": [[float(v) for v in box] for box in record.bboxes],
-                "labels": list(record.labels),
-                "width": record.width,
-                "height": record.height,
-            }
+            row = training_row(record, image, seed)
             handle = handles.get(record.split)
             if handle is None:
                 handle = stack.enter_context(

@@ -44,6 +44,7 @@ from dataops.formats.safe_zip import (
 from dataops.records import BBox, CocoRle, Frame, Instance, Sam2Export
 
 __all__ = [
+    "FrameResolver",
     "IMAGE_EXTENSIONS",
     "MAX_JSON_BYTES",
     "SAV_FPS",
@@ -853,11 +854,17 @@ def _scan_frames_dir(frames_dir: Path) -> dict[int, Path]:
     return found
 
 
+#: ``resolver(video_name, frame_indices) -> {frame_index: image path}``: a source
+#: of frames the export and ``frames_dir`` lack (e.g. decoding the video)
+FrameResolver = Callable[[str, list[int]], dict[int, Path]]
+
+
 def _attach_images(
     export: _Export,
     parsed: _Parsed,
     extract_to: Path | None,
     frames_dir: Path | None,
+    frame_resolver: FrameResolver | None = None,
 ) -> list[str]:
     findings: list[str] = []
     frames = parsed.frames
@@ -903,10 +910,21 @@ def _attach_images(
                 else _name_like(example, index, parsed.default_image_name)
             )
             unresolved.append(index)
+    from_resolver = 0
+    if frame_resolver is not None and unresolved:
+        resolved = frame_resolver(parsed.video_name or "", list(unresolved))
+        for frame in frames:
+            if frame.image is None and frame.frame_index in resolved:
+                frame.image = Path(resolved[frame.frame_index])
+                frame.image_name = frame.image.name
+                from_resolver += 1
+        unresolved = [index for index in unresolved if index not in resolved]
     if missing_in_export:
         text = f"{len(missing_in_export)} of {len(frames)} frames have no image in the export"
         if frames_dir is not None:
             text += f"; {from_user} of them were found in {frames_dir}"
+        if frame_resolver is not None:
+            text += f"; {from_resolver} were extracted from the source video"
         if unresolved:
             text += f"; frames without an image: {_listing(unresolved)}"
         findings.append(text)
@@ -926,6 +944,7 @@ def read_sam2_export(
     extract_to: Path | None = None,
     frames_dir: Path | None = None,
     max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES,
+    frame_resolver: FrameResolver | None = None,
 ) -> Sam2Export:
     """Read a SAM2 annotation export (ZIP, folder or JSON file).
 
@@ -939,6 +958,8 @@ def read_sam2_export(
             the end, e.g. ``frame_000006.jpg`` or ``00006.jpg``), used for
             frames the export has no image for
         max_uncompressed_bytes: zip-bomb limit for a ZIP source
+        frame_resolver: called with the video name and the indices of frames
+            still without an image; returns the images it could provide
 
     Returns:
         the export, frames in frame order, with non-fatal problems in
@@ -976,6 +997,7 @@ def read_sam2_export(
             parsed,
             Path(extract_to) if extract_to is not None else None,
             Path(frames_dir) if frames_dir is not None else None,
+            frame_resolver,
         )
     finally:
         if export.archive is not None:
