@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--videos", type=int, default=40)
     parser.add_argument("--objects", type=int, default=3)
-    parser.add_argument("--baseline-frames", type=int, default=1000)
+    parser.add_argument("--baseline-frames", type=int, default=2000)
     parser.add_argument("--child")
     parser.add_argument("--source")
     parser.add_argument("--out")

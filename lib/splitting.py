@@ -122,13 +122,13 @@ def split(
     schema = collection.get_field_schema()
     ids, tags = collection.values(["id", "tags"])
 
+    # labels stratify, and every strategy reports the class balance it reached
     labels = None
-    if strategy == "stratified":
-        field_name = label_field_of(collection, label_field)
-        if field_name in schema:
-            labels = [list(v or []) for v in collection.values(f"{field_name}.detections.label")]
-        else:
-            labels = [[] for _ in ids]
+    field_name = label_field_of(collection, label_field)
+    if field_name in schema:
+        labels = [list(v or []) for v in collection.values(f"{field_name}.detections.label")]
+    elif strategy == "stratified":
+        labels = [[] for _ in ids]
     groups = None
     if strategy in ("group", "temporal"):
         if group_field not in schema:
@@ -148,7 +148,7 @@ def split(
         len(ids),
         targets,
         seed,
-        labels=labels,
+        labels=labels if strategy == "stratified" else None,
         groups=groups if strategy in ("group", "temporal") else None,
         existing=existing,
     )

@@ -17,7 +17,7 @@ class TrainingDataReport(foo.Panel):
         return foo.PanelConfig(
             name="training_data_report",
             label="Training data report",
-            icon="/assets/icon.svg",
+            icon="fact_check",  # App panels take Material icon names, not file paths
             allow_multiple=False,
         )
 
@@ -25,6 +25,12 @@ class TrainingDataReport(foo.Panel):
         self._refresh(ctx)
 
     def on_change_dataset(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_view(self, ctx):
+        self._refresh(ctx)
+
+    def refresh(self, ctx):
         self._refresh(ctx)
 
     def _refresh(self, ctx):
@@ -47,6 +53,7 @@ class TrainingDataReport(foo.Panel):
     def render(self, ctx):
         panel = types.Object()
         panel.md(ctx.panel.state.markdown or "No dataset", name="report")
+        panel.btn("refresh", label="Refresh", on_click=self.refresh)
         panel.btn("revalidate", label="Validate again", on_click=self.revalidate)
         panel.btn("show_issues", label="Show samples with issues", on_click=self.show_issues)
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=2))
