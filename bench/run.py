@@ -36,10 +36,24 @@ def _child(kind: str, source: str, out: str, frames: int) -> None:
     if kind == "dataops":
         from dataops.prepare import prepare
 
+        # prepare's progress: load ends at 0.35, validate at 0.45, split at 0.5
+        stage_ends = {"load": 0.35, "validate": 0.45, "split": 0.5, "export": 1.0}
+        reached: dict[str, float] = {}
+
+        def _progress(fraction: float, message: str) -> None:
+            for stage, end in stage_ends.items():
+                if fraction >= end and stage not in reached:
+                    reached[stage] = time.perf_counter() - start
+
         result = prepare(sources, f"bench-{kind}", out, formats="both", strategy="stratified",
-                         ratios="0.8/0.1/0.1", seed=42)
+                         ratios="0.8/0.1/0.1", seed=42, progress=_progress)
+        previous, stages = 0.0, {}
+        for stage in stage_ends:
+            stages[stage] = round(reached.get(stage, previous) - previous, 2)
+            previous = reached.get(stage, previous)
         detail = {"validation": result.validation.status.value, "splits": result.split.counts,
-                  "max_class_deviation_pp": result.split.report.get("max_deviation_pp")}
+                  "max_class_deviation_pp": result.split.report.get("max_deviation_pp"),
+                  "stage_s": stages}
     else:
         sys.path.insert(0, str(Path(__file__).parent))
         from baseline import baseline_prepare
@@ -107,7 +121,8 @@ def main() -> None:
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
     print(f"dataops prepare, {frames} frames: {ours['wall_s']:.1f} s wall, peak RSS "
-          f"{ours['peak_rss_main_mb']} MB (workers {ours['peak_rss_workers_mb']} MB)")
+          f"{ours['peak_rss_main_mb']} MB (workers {ours['peak_rss_workers_mb']} MB); "
+          f"stages {ours['detail']['stage_s']}")
     print(f"baseline, {base_frames} frames: {base['wall_s']:.1f} s wall "
           f"(scaled to {frames}: {scaled:.0f} s), peak RSS {base['peak_rss_main_mb']} MB")
     print(f"speed-up vs baseline: {scaled / ours['wall_s']:.1f}x; target < 60 s and < 2048 MB: "
