@@ -66,7 +66,10 @@ def _format_split(result) -> str:
         lines.append(f"  WARNING: groups in several splits: {result.report['leaked_groups'][:5]}")
     deviation = result.report.get("max_deviation_pp")
     if deviation is not None:
-        lines.append(f"  max class-share deviation from the whole: {deviation:.2f} points")
+        line = f"  largest class-share gap between a split and the whole: {deviation:.1f} points"
+        if result.strategy != "stratified" and deviation > 5:
+            line += f" ({result.strategy} splits do not balance classes; stratified does)"
+        lines.append(line)
     lines.extend(f"  note: {note}" for note in result.notes)
     return "\n".join(lines)
 
