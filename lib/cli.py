@@ -8,21 +8,43 @@ result (``--json`` for machine-readable output). Exit codes: 0 success,
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from dataops import __version__
 from dataops.errors import DataOpsError, ValidationFailedError
+
+#: modules that add the commands of one format family: each has
+#: ``add_commands(groups: CommandGroups)`` and keeps its handlers thin
+COMMAND_FAMILIES: tuple[str, ...] = ()
+
+
+@dataclass
+class CommandGroups:
+    """Where command families add their commands.
+
+    Attributes:
+        root: top-level commands (``dataops <command>``)
+        load: ``dataops load <format>``
+        export: ``dataops export <format>``
+    """
+
+    root: argparse._SubParsersAction
+    load: argparse._SubParsersAction
+    export: argparse._SubParsersAction
+
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
-def _progress_printer(enabled: bool):
+def progress_printer(enabled: bool):
     if not enabled:
         return None
     last = {"pct": -1}
@@ -36,14 +58,14 @@ def _progress_printer(enabled: bool):
     return _print
 
 
-def _emit(args: argparse.Namespace, data: dict, text: str) -> None:
+def emit(args: argparse.Namespace, data: dict, text: str) -> None:
     if args.json:
         print(json.dumps(data, indent=2, default=str))
     else:
         print(text)
 
 
-def _collection(args: argparse.Namespace):
+def target_collection(args: argparse.Namespace):
     import fiftyone as fo
 
     if not fo.dataset_exists(args.dataset):
@@ -96,12 +118,12 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     result = load_sam2_exports(
         args.sources, args.dataset, label_field=args.label_field, frames_dir=args.frames,
-        video=args.video, progress=_progress_printer(args.progress),
+        video=args.video, progress=progress_printer(args.progress),
     )
     text = [f"Loaded {result.added} frames into {result.dataset} "
             f"({result.skipped_existing} already there)"]
     text += [f"  finding: {f}" for f in result.findings]
-    _emit(args, result.to_dict(), "\n".join(text))
+    emit(args, result.to_dict(), "\n".join(text))
     return EXIT_OK
 
 
@@ -110,10 +132,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from dataops.validation import validate
 
     report = validate(
-        _collection(args), level=args.level, label_field=args.label_field,
-        imbalance_ratio=args.imbalance_ratio, progress=_progress_printer(args.progress),
+        target_collection(args), level=args.level, label_field=args.label_field,
+        imbalance_ratio=args.imbalance_ratio, progress=progress_printer(args.progress),
     )
-    _emit(args, report.to_dict(), report.format_text())
+    emit(args, report.to_dict(), report.format_text())
     return EXIT_FAILED if report.status is Status.FAILED else EXIT_OK
 
 
@@ -121,11 +143,11 @@ def cmd_split(args: argparse.Namespace) -> int:
     from dataops.splitting import split
 
     result = split(
-        _collection(args), ratios=args.split, strategy=args.strategy, seed=args.seed,
+        target_collection(args), ratios=args.split, strategy=args.strategy, seed=args.seed,
         label_field=args.label_field, group_field=args.group_field,
-        mode="resplit" if args.resplit else "keep", progress=_progress_printer(args.progress),
+        mode="resplit" if args.resplit else "keep", progress=progress_printer(args.progress),
     )
-    _emit(args, result.to_dict(), _format_split(result))
+    emit(args, result.to_dict(), _format_split(result))
     return EXIT_OK
 
 
@@ -133,12 +155,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from dataops.exporting import export_training
 
     results = export_training(
-        _collection(args), args.out_dir, formats=[args.format], label_field=args.label_field,
+        target_collection(args), args.out_dir, formats=[args.format], label_field=args.label_field,
         validation=args.validation, force=args.force, overwrite=args.overwrite,
         image_mode=args.image_mode, path_mode=args.path_mode, seed=args.seed,
-        progress=_progress_printer(args.progress),
+        progress=progress_printer(args.progress),
     )
-    _emit(args, {k: v.to_dict() for k, v in results.items()}, _format_exports(results))
+    emit(args, {k: v.to_dict() for k, v in results.items()}, _format_exports(results))
     return EXIT_OK
 
 
@@ -158,11 +180,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             resplit=args.resplit, force=args.force, overwrite=args.overwrite,
             label_field=args.label_field, frames_dir=args.frames, video=args.video,
             image_mode=args.image_mode, path_mode=args.path_mode,
-            progress=_progress_printer(args.progress),
+            progress=progress_printer(args.progress),
         )
     except PreparationBlocked as blocked:
         partial = blocked.result
-        _emit(
+        emit(
             args, {**partial.to_dict(), "error": str(blocked)},
             partial.validation.format_text(),
         )
@@ -175,7 +197,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         _format_split(result.split),
         _format_exports(result.exports),
     ])
-    _emit(args, result.to_dict(), text)
+    emit(args, result.to_dict(), text)
     return EXIT_OK
 
 
@@ -203,7 +225,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="do not print progress"
@@ -211,7 +233,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-field", default=None, help="Detections field (default: the loaded one)")
 
 
-def _add_view(parser: argparse.ArgumentParser) -> None:
+def add_view(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="FiftyOne dataset name")
     parser.add_argument("--tags", help="only samples with any of these comma-separated tags")
     parser.add_argument("--saved-view", help="a saved view of the dataset")
@@ -253,33 +275,36 @@ def build_parser() -> argparse.ArgumentParser:
     sam2.add_argument("--dataset", required=True, help="dataset to create or merge into")
     sam2.add_argument("--frames", help="folder of frames for frames the export lacks")
     sam2.add_argument("--video", help="source video (or folder of videos) to decode missing frames")
-    _add_common(sam2)
+    add_common(sam2)
     sam2.set_defaults(func=cmd_load, label_field="ground_truth")
 
     validate = sub.add_parser("validate", help="check a dataset's quality")
-    _add_view(validate)
+    add_view(validate)
     validate.add_argument("--level", choices=["strict", "lenient"], default="strict")
     validate.add_argument("--imbalance-ratio", type=float, default=3.0,
                           help="largest/smallest class ratio reported as imbalance")
-    _add_common(validate)
+    add_common(validate)
     validate.set_defaults(func=cmd_validate)
 
     split = sub.add_parser("split", help="write train/val/test split tags")
-    _add_view(split)
+    add_view(split)
     _add_split_options(split, "random")
-    _add_common(split)
+    add_common(split)
     split.set_defaults(func=cmd_split)
 
-    export = sub.add_parser("export", help="write training data")
-    export.add_argument("format", choices=["hf", "llava"])
-    _add_view(export)
-    export.add_argument("out_dir", help="destination folder")
-    export.add_argument("--validation", choices=["strict", "lenient"], default=None,
-                        help="validation gate level (default: the last one used)")
-    export.add_argument("--seed", type=int, default=None, help="instruction template seed")
-    _add_export_options(export)
-    _add_common(export)
-    export.set_defaults(func=cmd_export)
+    export = sub.add_parser("export", help="write training data or another format")
+    export_sub = export.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    for fmt, help_text in (("hf", "Hugging Face dataset (load_from_disk)"),
+                           ("llava", "LLaVA instruction JSONL")):
+        command = export_sub.add_parser(fmt, help=help_text)
+        add_view(command)
+        command.add_argument("out_dir", help="destination folder")
+        command.add_argument("--validation", choices=["strict", "lenient"], default=None,
+                             help="validation gate level (default: the last one used)")
+        command.add_argument("--seed", type=int, default=None, help="instruction template seed")
+        _add_export_options(command)
+        add_common(command)
+        command.set_defaults(func=cmd_export)
 
     for name, func, help_text in (
         ("prepare", cmd_prepare, "SAM2 export(s) to a validated, split, training-ready dataset"),
@@ -298,8 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--video", help="source video (or folder of videos) for missing frames")
         _add_split_options(command, "stratified" if name == "prepare" else "group")
         _add_export_options(command)
-        _add_common(command)
+        add_common(command)
         command.set_defaults(func=func, label_field="ground_truth")
+    groups = CommandGroups(root=sub, load=load_sub, export=export_sub)
+    for module in COMMAND_FAMILIES:
+        importlib.import_module(module).add_commands(groups)
     return parser
 
 
