@@ -31,7 +31,14 @@ from dataops.progress import ProgressFn, report, scaled
 from dataops.quality_rules import Status, ValidationReport, instance_mask_problem
 from dataops.records import TrainingRecord
 from dataops.splitting import SPLIT_TAGS, current_split
-from dataops.validation import instance_check, label_field_of, read_mask, stored_report, validate
+from dataops.validation import (
+    describe_view,
+    instance_check,
+    label_field_of,
+    read_mask,
+    stored_report,
+    validate,
+)
 
 TRAINING_FORMATS = ("hf", "llava")
 
@@ -68,7 +75,15 @@ class ExportResult:
 
 
 @dataclass
-class _Selection:
+class TrainingSelection:
+    """Training records read from a collection, and what was left out.
+
+    Attributes:
+        records: the records
+        skipped_samples: samples left out, by reason
+        dropped_instances: instances left out, by reason
+    """
+
     records: list[TrainingRecord]
     skipped_samples: dict[str, int]
     dropped_instances: dict[str, int]
@@ -83,7 +98,7 @@ def training_records(
     *,
     label_field: str | None = None,
     progress: ProgressFn | None = None,
-) -> _Selection:
+) -> TrainingSelection:
     """Reads a collection as training records, leaving out what cannot train.
 
     Args:
@@ -152,7 +167,7 @@ def training_records(
             record.bboxes.append(tuple(float(v) for v in instance.bbox))
             record.masks.append(instance.mask)
         records.append(record)
-    return _Selection(records, skipped, dropped)
+    return TrainingSelection(records, skipped, dropped)
 
 
 def check_validation(
@@ -196,12 +211,12 @@ def _refusal(collection, result: ValidationReport) -> str:
     )
 
 
-def _manifest_info(collection, selection: _Selection, result: ExportResult) -> dict:
+def _manifest_info(collection, selection: TrainingSelection, result: ExportResult) -> dict:
     dataset = collection._root_dataset
     split_info = dataset.info.get(INFO_KEY, {}).get("split", {})
     return {
         "source_dataset": dataset.name,
-        "source_view": "" if isinstance(collection, fo.Dataset) else repr(collection.view()._stages),
+        "source_view": describe_view(collection),
         "samples_per_split": result.samples_per_split,
         "class_counts": result.class_counts,
         "split_seed": split_info.get("seed"),
@@ -212,7 +227,7 @@ def _manifest_info(collection, selection: _Selection, result: ExportResult) -> d
     }
 
 
-def _summarise(fmt: str, path: Path, selection: _Selection, status: str) -> ExportResult:
+def _summarise(fmt: str, path: Path, selection: TrainingSelection, status: str) -> ExportResult:
     per_split: dict[str, int] = {}
     class_counts: dict[str, int] = {}
     instances = 0

@@ -49,8 +49,11 @@ def label_field_of(collection: fo.core.collections.SampleCollection, label_field
     return "ground_truth"
 
 
-def _view_string(collection) -> str:
-    return "" if isinstance(collection, fo.Dataset) else repr(collection.view()._stages)
+def describe_view(collection) -> str:
+    """The view's stages as text ("" for a whole dataset), for reports and manifests."""
+    if isinstance(collection, fo.Dataset):
+        return ""
+    return ", ".join(repr(stage) for stage in collection.view()._stages)
 
 
 def ensure_metadata(collection) -> None:
@@ -130,7 +133,7 @@ def validate(
     ]
     result = build_report(
         dataset=collection._root_dataset.name,
-        view=_view_string(collection),
+        view=describe_view(collection),
         level=level,
         num_samples=len(ids),
         class_counts=class_counts,
