@@ -33,6 +33,12 @@ _EXPORTS = {
     "prepare": "dataops.prepare",
     "PrepareResult": "dataops.prepare",
     "PreparationBlocked": "dataops.prepare",
+    "load_yolo": "dataops.yolo_coco",
+    "load_coco": "dataops.yolo_coco",
+    "export_yolo": "dataops.yolo_coco",
+    "export_coco": "dataops.yolo_coco",
+    "FormatLoadResult": "dataops.yolo_coco",
+    "FormatExportResult": "dataops.yolo_coco",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -21,7 +21,12 @@ from dataops.errors import DataOpsError, ValidationFailedError
 
 #: modules that add the commands of one format family: each has
 #: ``add_commands(groups: CommandGroups)`` and keeps its handlers thin
-COMMAND_FAMILIES: tuple[str, ...] = ()
+COMMAND_FAMILIES: tuple[str, ...] = (
+    "dataops.cli_yolo_coco",
+    "dataops.cli_dataengine",
+    "dataops.cli_cov_segm",
+    "dataops.cli_concepts",
+)
 
 
 @dataclass
@@ -140,6 +145,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
+    if args.strategy == "concept":  # concept-level train/val (personalized concepts)
+        from dataops.cli_concepts import cmd_concept_split
+
+        return cmd_concept_split(args)
     from dataops.splitting import split
 
     result = split(
@@ -239,12 +248,15 @@ def add_view(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--saved-view", help="a saved view of the dataset")
 
 
-def _add_split_options(parser: argparse.ArgumentParser, strategy_default: str) -> None:
+def _add_split_options(
+    parser: argparse.ArgumentParser, strategy_default: str, extra_strategies: tuple[str, ...] = ()
+) -> None:
     from dataops.split_strategies import STRATEGIES
 
     parser.add_argument("--split", "--ratios", dest="split", default="0.8/0.1/0.1",
                         help="split ratios, e.g. 0.8/0.1/0.1 or train=0.9,val=0.1")
-    parser.add_argument("--strategy", default=strategy_default, choices=sorted(STRATEGIES))
+    parser.add_argument("--strategy", default=strategy_default,
+                        choices=sorted([*STRATEGIES, *extra_strategies]))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--group-field", default="group_id", help="field grouping samples (group strategy)")
     parser.add_argument("--resplit", action="store_true",
@@ -288,7 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     split = sub.add_parser("split", help="write train/val/test split tags")
     add_view(split)
-    _add_split_options(split, "random")
+    _add_split_options(split, "random", extra_strategies=("concept",))
+    from dataops.cli_concepts import add_concept_split_options
+
+    add_concept_split_options(split)
     add_common(split)
     split.set_defaults(func=cmd_split)
 

@@ -228,27 +228,39 @@ class S3Fetcher:
         """The bytes of the object of ``uri`` (cached on disk)."""
         return self.fetch_to_cache(uri).read_bytes()
 
-    def fetch_many(self, uris: Iterable[str], *, progress: ProgressFn | None = None) -> dict[str, Path]:
+    def fetch_many(
+        self,
+        uris: Iterable[str],
+        *,
+        failures: dict[str, InputError] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> dict[str, Path]:
         """Fetches several URIs, at most ``max_workers`` at a time.
 
         Args:
             uris: the URIs (repeats are fetched once)
+            failures: when given, URIs that fail are recorded here (URI →
+                error) instead of raising
             progress: optional progress callback
 
         Returns:
-            URI → cached file
+            URI → cached file (failed URIs left out)
 
         Raises:
-            InputError: the first URI that failed (the others finish or are
-                cancelled first; completed downloads stay cached)
+            InputError: without ``failures``, the first URI that failed (the
+                others are cancelled or finish; completed downloads stay cached)
         """
         unique = list(dict.fromkeys(uris))
-        for uri in unique:
-            parse_s3_uri(uri)
         paths: dict[str, Path] = {}
         todo = []
         for uri in unique:
-            path = self.cache_path(uri)
+            try:
+                path = self.cache_path(uri)
+            except InputError as error:
+                if failures is None:
+                    raise
+                failures[uri] = error
+                continue
             if path.is_file():
                 paths[uri] = path
             else:
@@ -264,14 +276,20 @@ class S3Fetcher:
             futures = {pool.submit(self.fetch_to_cache, uri): uri for uri in todo}
             try:
                 for future in as_completed(futures):
-                    paths[futures[future]] = future.result()
+                    uri = futures[future]
+                    try:
+                        paths[uri] = future.result()
+                    except InputError as error:
+                        if failures is None:
+                            raise
+                        failures[uri] = error
                     done += 1
                     report(progress, done / len(todo), f"downloaded {done}/{len(todo)} from S3")
             except BaseException:
                 for future in futures:
                     future.cancel()
                 raise
-        return {uri: paths[uri] for uri in unique}
+        return {uri: paths[uri] for uri in unique if uri in paths}
 
     # -- internals ----------------------------------------------------------
 

@@ -22,21 +22,23 @@ Example::
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dataops.errors import InputError
+from dataops.errors import ConfigError, InputError
 
 __all__ = [
     "ClassMapping",
+    "YoloSelection",
     "ConversationItem",
     "CovSegmRow",
     "ImageUri",
@@ -46,10 +48,13 @@ __all__ = [
     "mask_image_for",
     "normalise_phrase",
     "parse_class_map_csv",
+    "parse_class_ratios",
     "parse_column_ref",
     "parse_conversations",
     "parse_row",
     "read_class_map_csv",
+    "select_for_yolo",
+    "stable_share",
 ]
 
 #: the two mask lists of an item and the kind each one holds
@@ -610,3 +615,149 @@ def read_class_map_csv(path: str | Path) -> ClassMapping:
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(path, f"cannot read the CSV: {error}") from None
     return parse_class_map_csv(text, source=str(path))
+
+
+# --------------------------------------------------------------------------
+# seeded sampling for the YOLO conversion
+# --------------------------------------------------------------------------
+
+
+def stable_share(keys: Iterable[str], ratio: float, seed: int, salt: str) -> set[str]:
+    """A seeded subset of ``round(ratio * n)`` keys, independent of order and
+    of ``PYTHONHASHSEED`` (keys are ranked by a BLAKE2b of seed, salt and key).
+
+    Args:
+        keys: distinct keys
+        ratio: share to keep, 0..1
+        seed: the seed
+        salt: separates draws (e.g. one per class)
+
+    Returns:
+        the kept keys
+    """
+    if not 0.0 <= ratio <= 1.0 or not math.isfinite(ratio):
+        raise ConfigError(f"sampling ratio {ratio} must be between 0 and 1")
+    keys = list(dict.fromkeys(keys))
+    keep = int(math.floor(ratio * len(keys) + 0.5))
+    if keep >= len(keys):
+        return set(keys)
+
+    def rank(key: str) -> bytes:
+        return hashlib.blake2b(f"{seed}\x1f{salt}\x1f{key}".encode(), digest_size=16).digest()
+
+    return set(sorted(keys, key=rank)[:keep])
+
+
+def parse_class_ratios(value: str | Sequence[str] | Mapping[str, float] | None) -> dict[str, float]:
+    """Per-class ratios from ``"car=0.2,tree=0.5"`` or ``["car=0.2", ...]``.
+
+    Raises:
+        ConfigError: an entry is not ``class=ratio`` with a ratio in 0..1
+    """
+    if not value:
+        return {}
+    if isinstance(value, Mapping):
+        entries = [(str(k), v) for k, v in value.items()]
+    else:
+        parts = value.split(",") if isinstance(value, str) else [
+            p for text in value for p in str(text).split(",")]
+        entries = []
+        for part in (p.strip() for p in parts):
+            if not part:
+                continue
+            name, sep, ratio = part.rpartition("=")
+            if not sep or not name.strip():
+                raise ConfigError(f"class ratio {part!r} is not CLASS=RATIO")
+            entries.append((name.strip(), ratio.strip()))
+    ratios = {}
+    for name, ratio in entries:
+        try:
+            number = float(ratio)
+        except (TypeError, ValueError):
+            raise ConfigError(f"class ratio for {name!r}: {ratio!r} is not a number") from None
+        if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+            raise ConfigError(f"class ratio for {name!r} must be between 0 and 1, got {ratio}")
+        ratios[name] = number
+    return ratios
+
+
+@dataclass
+class YoloSelection:
+    """Which detections of which samples a conversion keeps.
+
+    Attributes:
+        kept: sample id → ``[(detection index, class, phrase), ...]``
+        items_per_class: class → ``{"mapped": n, "kept": n}``
+        unmapped_items: items without a mapped phrase
+    """
+
+    kept: dict[str, list[tuple[int, str, str]]]
+    items_per_class: dict[str, dict[str, int]]
+    unmapped_items: int
+
+
+def select_for_yolo(
+    sample_ids: Sequence[str],
+    sample_keys: Sequence[str],
+    detections: Sequence[Sequence[dict] | None],
+    mapping: ClassMapping,
+    *,
+    sample_ratio: float = 1.0,
+    class_ratios: Mapping[str, float] | None = None,
+    seed: int = 42,
+) -> YoloSelection:
+    """Maps items to classes and samples them (pure: raw detection dicts in).
+
+    An item (all detections sharing ``item_index``) takes the class of its
+    first phrase that the mapping knows. Per class, ``round(ratio * items)``
+    items are kept (ratio from ``class_ratios``, else the CSV's
+    ``sample_ratio``, else 1); then ``round(sample_ratio * n)`` of the
+    samples that still hold an item are kept. Draws are seeded and
+    independent of order and hash seed.
+
+    Args:
+        sample_ids: FiftyOne sample ids
+        sample_keys: stable keys of the samples (row ids)
+        detections: raw detection documents per sample
+        mapping: the phrase → class mapping
+        sample_ratio: share of samples to keep
+        class_ratios: per-class shares overriding the CSV
+        seed: the seed
+
+    Returns:
+        the selection
+    """
+    ratios = dict(mapping.class_ratios)
+    for name, ratio in (class_ratios or {}).items():
+        if name not in mapping.class_ids:
+            raise ConfigError(f"class {name!r} has a ratio but is not in the class map "
+                              f"(classes: {', '.join(mapping.class_ids)})")
+        ratios[name] = float(ratio)
+    items: dict[str, dict[str, list[tuple[str, int, str]]]] = {}
+    unmapped = 0
+    for sid, key, dets in zip(sample_ids, sample_keys, detections, strict=True):
+        seen: dict[int, tuple[str, str] | None] = {}
+        for number, det in enumerate(dets or []):
+            item = int(det.get("item_index", number))
+            if item not in seen:
+                seen[item] = mapping.match(det.get("phrases") or [det.get("label") or ""])
+                if seen[item] is None:
+                    unmapped += 1
+            match = seen[item]
+            if match is None:
+                continue
+            name, phrase = match
+            items.setdefault(name, {}).setdefault(f"{key}#{item}", []).append((sid, number, phrase))
+    kept: dict[str, list[tuple[int, str, str]]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for name in mapping.class_ids:
+        by_item = items.get(name, {})
+        chosen = stable_share(by_item, ratios.get(name, 1.0), seed, f"class:{name}")
+        counts[name] = {"mapped": len(by_item), "kept": len(chosen)}
+        for item_key in sorted(chosen):
+            for sid, number, phrase in by_item[item_key]:
+                kept.setdefault(sid, []).append((number, name, phrase))
+    key_of = dict(zip(sample_ids, sample_keys, strict=True))
+    chosen_samples = stable_share([key_of[s] for s in kept], sample_ratio, seed, "samples")
+    kept = {sid: sorted(dets) for sid, dets in kept.items() if key_of[sid] in chosen_samples}
+    return YoloSelection(kept=kept, items_per_class=counts, unmapped_items=unmapped)
