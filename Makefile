@@ -6,7 +6,7 @@
 #   make test                 # the whole test suite (what CI runs)
 #   make test-fast            # without tests marked slow or integration
 #   make demo                 # end-to-end demo into demo_out/
-#   make bench                # benchmarks (bench/run.py)
+#   make bench                # benchmarks (bench/*.py; figures in bench/RESULTS.md)
 #   make lint                 # ruff
 #   make clean                # caches and outputs (make distclean: also .venv)
 #
@@ -61,6 +61,8 @@ test-fast: install
 
 bench: install
 	cd "$(ROOT)" && "$(PY)" bench/run.py
+	cd "$(ROOT)" && HF_HUB_OFFLINE=1 "$(PY)" bench/bench_hard_negatives.py
+	cd "$(ROOT)" && HF_HUB_OFFLINE=1 "$(PY)" bench/bench_embeddings.py
 
 lint: install
 	cd "$(ROOT)" && "$(VENV)/bin/ruff" check .

@@ -39,9 +39,26 @@ _EXPORTS = {
     "export_coco": "dataops.yolo_coco",
     "FormatLoadResult": "dataops.yolo_coco",
     "FormatExportResult": "dataops.yolo_coco",
+    "load_dataengine_runs": "dataops.dataengine",
+    "export_dataengine": "dataops.dataengine",
+    "load_cov_segm": "dataops.cov_segm",
+    "visualize_cov_segm": "dataops.cov_segm",
+    "show_cov_segm": "dataops.cov_segm",
+    "convert_cov_segm_to_yolo": "dataops.cov_segm",
+    "fetch_s3_uri": "dataops.s3_fetch",
+    "load_catalog": "dataops.concept_catalog",
+    "split_by_concept": "dataops.concept_split",
+    "combined_view": "dataops.retrieval_export",
+    "export_retrieval": "dataops.retrieval_export",
+    "load_clip": "dataops.clip_models",
+    "compute_embeddings": "dataops.embeddings",
+    "embed_texts": "dataops.embeddings",
+    "mine_hard_negatives": "dataops.hard_negatives",
+    "mine_top_k": "dataops.hard_negative_mining",
 }
 
 __all__ = ["__version__", *_EXPORTS]
+
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)

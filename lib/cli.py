@@ -26,6 +26,7 @@ COMMAND_FAMILIES: tuple[str, ...] = (
     "dataops.cli_dataengine",
     "dataops.cli_cov_segm",
     "dataops.cli_concepts",
+    "dataops.cli_embeddings",
 )
 
 

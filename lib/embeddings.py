@@ -213,7 +213,9 @@ def compute_embeddings(
 
     Example::
 
-        result = dataops.compute_embeddings(ds, model_dir="models/my-clip", batch_size=64)
+        from dataops.embeddings import compute_embeddings
+
+        result = compute_embeddings(ds, model_dir="models/my-clip", batch_size=64)
         ds.sort_by_similarity("a red mug", brain_key="clip_sim", k=20)
 
     Args:
@@ -429,7 +431,9 @@ def embed_texts(
 
     Example::
 
-        queries = dataops.embed_texts(["a red mug"], model_dir="models/my-clip")
+        from dataops.embeddings import embed_texts
+
+        queries = embed_texts(["a red mug"], model_dir="models/my-clip")
         scores = np.stack(ds.values("clip_embedding")) @ queries[0]
 
     Args:

@@ -163,8 +163,11 @@ def mine_hard_negatives(
 
     Example::
 
-        dataops.compute_embeddings(ds, model_dir="models/my-clip")
-        result = dataops.mine_hard_negatives(ds, top_k=3, margin=0.05)
+        from dataops.embeddings import compute_embeddings
+        from dataops.hard_negatives import mine_hard_negatives
+
+        compute_embeddings(ds, model_dir="models/my-clip")
+        result = mine_hard_negatives(ds, top_k=3, margin=0.05)
         sample = ds.first()
         ds.select(sample.hard_negative_ids, ordered=True)   # its negatives, best first
 
@@ -254,18 +257,7 @@ def mine_hard_negatives(
         raise InputError(dataset.name, f"{embeddings_field!r}: {_name_row(error, ids_sorted)}") from error
 
     report(progress, 0.8, "writing hard negatives")
-    values: dict[str, dict[str, list]] = {name: {} for name in RESULT_FIELDS}
-    for row, sample_id in enumerate(ids_sorted):
-        neg_idx, neg_val = arrays.negatives(row)
-        pos_idx, pos_val = arrays.positives(row)
-        values["hard_negative_ids"][sample_id] = ids_sorted[neg_idx].tolist()
-        values["hard_negative_scores"][sample_id] = neg_val.astype(float).tolist()
-        values["positive_ids"][sample_id] = ids_sorted[pos_idx].tolist()
-        values["positive_scores"][sample_id] = pos_val.astype(float).tolist()
-    for name, (ftype, subtype) in RESULT_FIELDS.items():
-        if name not in dataset.get_field_schema():
-            dataset.add_sample_field(name, ftype, subfield=subtype)
-        dataset.set_values(name, values[name], key_field="id", validate=False)
+    _write_results(dataset, ids_sorted, arrays)
 
     counts = dict(sorted(Counter(groups_sorted.tolist()).items()))
     result = MiningResult(
@@ -281,6 +273,42 @@ def mine_hard_negatives(
     _record(dataset, result, block_size)
     report(progress, 1.0, f"mined {len(ids)} queries")
     return result
+
+
+def _declare_result_fields(dataset: fo.Dataset) -> None:
+    schema = dataset.get_field_schema()
+    for name, (ftype, subtype) in RESULT_FIELDS.items():
+        if name not in schema:
+            dataset.add_sample_field(name, ftype, subfield=subtype)
+
+
+def _write_results(dataset: fo.Dataset, ids_sorted: np.ndarray, arrays) -> None:
+    """Writes the four result fields of every query: one bulk update per sample.
+
+    By hand rather than with four ``set_values`` calls: those serialise every
+    list through mongoengine and send four updates per sample, 75 % of the
+    time of a 10,000-sample run; these values are plain lists of str/float
+    that need no conversion. The fields are declared with FiftyOne's public
+    ``add_sample_field`` first, and ``last_modified_at`` is set as
+    ``set_values`` sets it (FiftyOne is pinned).
+    """
+    from bson import ObjectId
+    from pymongo import UpdateOne
+
+    _declare_result_fields(dataset)
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # FiftyOne stores naive UTC
+    ops = []
+    for row, sample_id in enumerate(ids_sorted):
+        neg_idx, neg_val = arrays.negatives(row)
+        pos_idx, pos_val = arrays.positives(row)
+        ops.append(UpdateOne({"_id": ObjectId(sample_id)}, {"$set": {
+            "hard_negative_ids": ids_sorted[neg_idx].tolist(),
+            "hard_negative_scores": neg_val.astype(float).tolist(),
+            "positive_ids": ids_sorted[pos_idx].tolist(),
+            "positive_scores": pos_val.astype(float).tolist(),
+            "last_modified_at": now,
+        }}))
+    dataset._bulk_write(ops, ids=ids_sorted.tolist())
 
 
 def _name_row(error: ValueError, ids_sorted: np.ndarray) -> str:
@@ -414,10 +442,7 @@ def queue_per_category(
     if unknown_categories:
         raise ConfigError(f"no samples of categories {unknown_categories} (field {group_field!r})")
     dataset = collection._root_dataset
-    # declare the result fields once, before parallel runs could race to add them
-    for name, (ftype, subtype) in RESULT_FIELDS.items():
-        if name not in dataset.get_field_schema():
-            dataset.add_sample_field(name, ftype, subfield=subtype)
+    _declare_result_fields(dataset)  # once, before parallel runs could race to add them
     view = None if isinstance(collection, fo.Dataset) else collection
     queued = []
     for category in wanted:

@@ -525,6 +525,9 @@ def _read_export_samples(collection, field_name: str, progress: ProgressFn | Non
     schema = collection.get_field_schema()
     if field_name not in schema:
         raise ConfigError(f"dataset {collection._root_dataset.name!r} has no field {field_name!r}")
+    if getattr(schema[field_name], "document_type", None) is not fo.Detections:
+        raise ConfigError(f"field {field_name!r} is not a Detections field; YOLO and COCO exports "
+                          "write Detections (boxes and instance masks)")
     columns = raw_values(collection, ["id", "filepath", "metadata.width", "metadata.height", "tags",
                                       f"{field_name}.detections"])
     n = len(columns["id"])
@@ -648,7 +651,8 @@ def export_yolo(
             ``absolute`` (``path:`` is the export folder)
         include_crowd: also write COCO crowd regions (``iscrowd``), which
             Ultralytics' own COCO conversion leaves out
-        tolerance: polygon simplification, pixels (below 0.35 is lossless)
+        tolerance: polygon simplification, pixels (the default is lossless;
+            larger values write fewer points and may move boundary pixels)
         progress: optional progress callback
 
     Returns:
@@ -814,7 +818,8 @@ def export_coco(
         overwrite: replace an existing export
         mask_format: ``polygon`` or ``rle``
         class_map: label → category id; labels not in it are left out
-        tolerance: polygon simplification, pixels (below 0.35 is lossless)
+        tolerance: polygon simplification, pixels (the default is lossless;
+            larger values write fewer points and may move boundary pixels)
         progress: optional progress callback
 
     Returns:

@@ -3,6 +3,7 @@
 from .concepts import CombineRetrieval, ExportRetrieval, LoadCatalog, SplitByConcept
 from .cov_segm import ConvertCovSegmToYolo, LoadCovSegm, VisualizeCovSegm
 from .dataengine import OPERATORS as DATAENGINE_OPERATORS
+from .embeddings import ComputeEmbeddings, MineHardNegatives, ShowHardNegatives
 from .loading import LoadSam2Export
 from .quality import ValidateDataset
 from .splits import SplitDataset
@@ -24,4 +25,7 @@ OPERATORS = [
     SplitByConcept,
     CombineRetrieval,
     ExportRetrieval,
+    ComputeEmbeddings,
+    MineHardNegatives,
+    ShowHardNegatives,
 ]

@@ -570,6 +570,9 @@ def test_exports_refuse_what_they_cannot_do_and_write_nothing(fixtures_dir, data
         export_yolo(dataset, tmp_path / "mixed")
     with pytest.raises(ConfigError, match="task must be"):
         export_yolo(dataset, tmp_path / "task", task="pose")
+    dataset.add_sample_field("note", fo.StringField)
+    with pytest.raises(ConfigError, match="not a Detections field"):
+        export_yolo(dataset.match_tags("train"), tmp_path / "field", label_field="note")
     with pytest.raises(ConfigError, match="not a non-negative integer"):
         export_coco(dataset.match_tags("train"), tmp_path / "map", class_map={"bus": -2})
     existing = tmp_path / "existing"

@@ -565,8 +565,11 @@ def read_yolo_dataset(
             progress(number / len(pairing.pairs), f"reading labels {number}/{len(pairing.pairs)}")
         size = image_size(pair.image)
         if size is None:
+            missing = not pair.image.exists()
             result.findings.append(FormatFinding(
-                "unreadable_image", "image cannot be read (skipped)", None, str(pair.image)))
+                "missing_media" if missing else "unreadable_image",
+                f"image {'does not exist' if missing else 'cannot be read'} (skipped)",
+                None, str(pair.image)))
             continue
         image = LabeledImage(image=pair.image, exists=True, width=size[0], height=size[1],
                              split=pair.split, label_file=pair.label, key=f"yolo:{pair.image}")

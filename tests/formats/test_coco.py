@@ -321,3 +321,26 @@ def test_categories_sharing_an_id_are_named_once():
     doc = coco.CocoDocument(categories={"car": 1, "automobile": 1, "bus": 2})
     assert doc.to_dict()["categories"] == [
         {"id": 1, "name": "car", "supercategory": ""}, {"id": 2, "name": "bus", "supercategory": ""}]
+
+
+@pytest.mark.parametrize("kind", ["noise", "opened noise", "blobs", "ellipse"])
+def test_tracing_is_lossless_on_random_masks(kind):
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(3, 90, 2))
+        if kind == "noise":
+            mask = (rng.random((h, w)) < rng.uniform(0.1, 0.9)).astype(np.uint8)
+        elif kind == "opened noise":
+            mask = cv2.morphologyEx((rng.random((h, w)) < 0.5).astype(np.uint8), cv2.MORPH_OPEN,
+                                    np.ones((3, 3), np.uint8))
+        elif kind == "blobs":
+            noise = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 3)
+            mask = (noise > np.median(noise)).astype(np.uint8)
+        else:
+            mask = np.zeros((h, w), np.uint8)
+            cv2.ellipse(mask, (int(rng.integers(0, w)), int(rng.integers(0, h))),
+                        (int(rng.integers(1, w)), int(rng.integers(1, h))),
+                        float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        polygons = coco.mask_to_polygons(mask)
+        back = rle.decode(coco.polygons_to_rle(polygons, h, w)) if polygons else np.zeros_like(mask)
+        assert np.array_equal(back, mask)

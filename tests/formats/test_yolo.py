@@ -340,3 +340,12 @@ def test_data_yaml_image_list_files(tmp_path):
     data = yolo.read_yolo_dataset(tmp_path / "data.yaml")
     assert {i.image.name: i.split for i in data.images} == {"a.jpg": "train", "b.jpg": "val"}
     assert data.findings == []  # train.txt / val.txt are lists, not orphan labels
+
+
+def test_listed_image_that_does_not_exist_is_a_finding(tmp_path):
+    _img(tmp_path / "images" / "a.jpg")
+    _txt(tmp_path / "train.txt", "images/a.jpg\nimages/gone.jpg\n")
+    _txt(tmp_path / "data.yaml", "train: train.txt\nnames: [thing]\n")
+    data = yolo.read_yolo_dataset(tmp_path)
+    assert [i.image.name for i in data.images] == ["a.jpg"]
+    assert [(f.kind, Path(f.image).name) for f in data.findings] == [("missing_media", "gone.jpg")]
