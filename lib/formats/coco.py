@@ -39,6 +39,7 @@ import numpy as np
 
 from dataops.errors import InputError
 from dataops.formats import rle as rle_codec
+from dataops.formats.json_values import as_int
 from dataops.formats.labeled_image import FormatFinding, LabeledImage, LabeledObject, image_size
 from dataops.records import BBox, CocoRle, Instance
 
@@ -373,18 +374,6 @@ def _load_json(path: Path) -> Any:
         raise InputError(path, f"not valid JSON: {e}") from None
 
 
-def _int_id(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
-
-
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -400,7 +389,7 @@ def _categories(data: dict, path: Path) -> dict[int, CocoCategory]:
         raise InputError(path, f"'categories' must be a list, not {type(raw).__name__}")
     categories: dict[int, CocoCategory] = {}
     for position, item in enumerate(raw):
-        cid = _int_id(item.get("id")) if isinstance(item, dict) else None
+        cid = as_int(item.get("id")) if isinstance(item, dict) else None
         if cid is None:
             raise InputError(path, f"category {position} has no integer 'id': {item!r:.80}")
         name = item.get("name")
@@ -475,14 +464,14 @@ def read_coco_file(
             result.findings.append(FormatFinding(
                 "bad_annotation", f"annotation {position} is not an object (skipped)", str(path)))
             continue
-        image = by_id.get(_int_id(ann.get("image_id")))
+        image = by_id.get(as_int(ann.get("image_id")))
         if image is None:
             result.findings.append(FormatFinding(
                 "bad_annotation",
                 f"annotation {ann.get('id', position)!r} names image id {ann.get('image_id')!r}, "
                 "which is not in 'images' (skipped)", str(path)))
             continue
-        cid = _int_id(ann.get("category_id"))
+        cid = as_int(ann.get("category_id"))
         category = result.categories.get(cid) if cid is not None else None
         if category is None:
             label = str(ann.get("category_id"))
@@ -507,13 +496,13 @@ def read_coco_file(
 def _image_entry(entry: Any, position: int, path: Path, locate, split: str | None) -> LabeledImage:
     if not isinstance(entry, dict):
         raise InputError(path, f"images[{position}] is not an object")
-    image_id = _int_id(entry.get("id"))
+    image_id = as_int(entry.get("id"))
     file_name = entry.get("file_name")
     if image_id is None or not isinstance(file_name, str) or not file_name:
         raise InputError(path, f"images[{position}] needs an integer 'id' and a 'file_name': "
                                f"{json.dumps(entry)[:120]}")
     found = locate(file_name)
-    stated = (_int_id(entry.get("width")), _int_id(entry.get("height")))
+    stated = (as_int(entry.get("width")), as_int(entry.get("height")))
     image = LabeledImage(
         image=found if found is not None else (path.parent / file_name),
         exists=found is not None,
@@ -649,8 +638,8 @@ def annotation_object(ann: dict, *, label: str, height: int, width: int,
                                     f"{'mask' if area is not None else 'box'} area {measured:g} "
                                     "(the measured area is kept)", source)
     attributes: dict[str, Any] = {"iscrowd": 1 if ann.get("iscrowd") in (1, True, "1") else 0}
-    if _int_id(ann_id) is not None:
-        attributes["coco_id"] = _int_id(ann_id)
+    if as_int(ann_id) is not None:
+        attributes["coco_id"] = as_int(ann_id)
     score = _number(ann.get("score"))
     instance = Instance(label=label, bbox=box, mask=mask, confidence=score,
                         area=area if area is not None else None)

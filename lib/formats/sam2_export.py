@@ -35,6 +35,7 @@ from typing import Any
 
 from dataops.errors import InputError
 from dataops.formats import rle as rle_codec
+from dataops.formats.json_values import as_int
 from dataops.formats.safe_zip import (
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
     SafeZip,
@@ -82,19 +83,6 @@ def _frame_number(name: str) -> int | None:
 
 def _is_image(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS
-
-
-def _as_int(value: Any) -> int | None:
-    """An integer from an int, an integral float or a digit string; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
 
 
 def _as_float(value: Any) -> float | None:
@@ -496,7 +484,7 @@ def _instance_from_object(
     hw: tuple[int, int],
     masks: _Masks,
 ) -> Instance:
-    object_id = _as_int(obj.get("object_id", obj.get("id")))
+    object_id = as_int(obj.get("object_id", obj.get("id")))
     label = obj.get("label", obj.get("name"))
     if label is None or (isinstance(label, str) and not label.strip()):
         label = f"object_{object_id}" if object_id is not None else "object"
@@ -556,7 +544,7 @@ class _Parsed:
 def _dimension(value: Any, what: str, where: str) -> int | None:
     if value is None:
         return None
-    number = _as_int(value)
+    number = as_int(value)
     if number is None or number <= 0:
         raise InputError(where, f"video {what} must be a positive integer, not {value!r}")
     return number
@@ -628,7 +616,7 @@ def _parse_sam2(doc: Any, meta: Any, where: str, meta_where: str | None) -> _Par
     fps = _as_float(_first(video, "source_fps", "fps", "frame_rate"))
     if fps is not None and fps <= 0:
         fps = None
-    total_frames = _as_int(_first(video, "total_frames", "frame_count"))
+    total_frames = as_int(_first(video, "total_frames", "frame_count"))
     duration = _as_float(_first(video, "duration_sec", "duration"))
     exported = _first(config, "exported_at", "export_timestamp")
     if exported is None:
@@ -645,7 +633,7 @@ def _parse_sam2(doc: Any, meta: Any, where: str, meta_where: str | None) -> _Par
             )
         if entry.get("frame_index") is None:
             raise InputError(where, f"annotations[{i}] has no 'frame_index'")
-        index = _as_int(entry["frame_index"])
+        index = as_int(entry["frame_index"])
         if index is None or index < 0:
             raise InputError(
                 where,
@@ -693,7 +681,7 @@ def _parse_sam2(doc: Any, meta: Any, where: str, meta_where: str | None) -> _Par
     listed = config.get("frame_indices")
     if isinstance(listed, list):
         extra = sorted(
-            {n for n in (_as_int(v) for v in listed) if n is not None and n >= 0} - set(by_index)
+            {n for n in (as_int(v) for v in listed) if n is not None and n >= 0} - set(by_index)
         )
         if extra:
             for index in extra:
@@ -709,7 +697,7 @@ def _parse_sam2(doc: Any, meta: Any, where: str, meta_where: str | None) -> _Par
                 f"{len(extra)} frames listed in export_config.frame_indices have no entry "
                 f"in the annotations; they were added with no objects: {_listing(extra)}"
             )
-    declared = _as_int(config.get("total_exported_frames"))
+    declared = as_int(config.get("total_exported_frames"))
     if declared is not None and declared != len(by_index):
         findings.append(
             f"export_config.total_exported_frames says {declared} frames but the export "
@@ -763,7 +751,7 @@ def _parse_sav(doc: Any, where: str) -> _Parsed:
         and len(scores) == len(masklet)
         and all(isinstance(s, list) for s in scores)
     )
-    frame_count = _as_int(doc.get("video_frame_count"))
+    frame_count = as_int(doc.get("video_frame_count"))
     duration = _as_float(doc.get("video_duration"))
     fps = SAV_FPS
     if frame_count and duration:
@@ -789,7 +777,7 @@ def _parse_sav(doc: Any, where: str) -> _Parsed:
         for j, mask_obj in enumerate(objects):
             if mask_obj is None:
                 continue
-            track = _as_int(ids[j]) if j < len(ids) else j
+            track = as_int(ids[j]) if j < len(ids) else j
             track = j if track is None else track
             confidence = None
             if per_frame_scores and j < len(scores[i]):
