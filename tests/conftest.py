@@ -7,7 +7,9 @@ registered before FiftyOne's own (see ``dataops.private_mongod``).
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -25,6 +27,28 @@ from dataops.private_mongod import use_private_database  # noqa: E402
 use_private_database()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_app_harness():
+    """Loads ``app_harness.py`` as the module ``app_harness`` (tests import it by name).
+
+    ``--import-mode=importlib`` puts no test folder on ``sys.path``, so it is
+    loaded by path here, once, before any test module.
+    """
+    spec = importlib.util.spec_from_file_location(
+        "app_harness", Path(__file__).with_name("app_harness.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app_harness"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# The App harness's fixtures (App server, browser, page) for the App tests.
+app_harness = _load_app_harness()
+app_url = app_harness.app_url
+browser = app_harness.browser
+page = app_harness.page
 
 
 @pytest.fixture(scope="session")
