@@ -235,12 +235,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
+def add_common(parser: argparse.ArgumentParser, *, label_field: bool = True) -> None:
+    """``--json``, ``--no-progress`` and (unless ``label_field=False``) ``--label-field``."""
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="do not print progress"
     )
-    parser.add_argument("--label-field", default=None, help="Detections field (default: the loaded one)")
+    if label_field:
+        parser.add_argument("--label-field", default=None,
+                            help="Detections field (default: the loaded one)")
 
 
 def add_view(parser: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ import argparse
 from dataops.cli import (
     EXIT_OK,
     CommandGroups,
+    add_common,
     add_view,
     emit,
     progress_printer,
@@ -103,13 +104,6 @@ def cmd_export_retrieval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    """``--json`` and ``--no-progress``: ``add_common`` without its ``--label-field``."""
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="do not print progress")
-
-
 def add_concept_split_options(parser: argparse.ArgumentParser) -> None:
     """The concept-split parameters (without ``--seed``), for any split command."""
     d = CONCEPT_SPLIT_DEFAULTS
@@ -154,7 +148,7 @@ def add_commands(groups: CommandGroups) -> None:
     catalog.add_argument("--test-dirname", default="test")
     catalog.add_argument("--skip-unreadable", action="store_true",
                          help="leave out unreadable images (listed) instead of failing")
-    _add_output_options(catalog)
+    add_common(catalog, label_field=False)
     catalog.set_defaults(func=cmd_load_catalog)
 
     split = groups.root.add_parser(
@@ -163,7 +157,7 @@ def add_commands(groups: CommandGroups) -> None:
     add_concept_split_options(split)
     split.add_argument("--seed", type=int, default=CONCEPT_SPLIT_DEFAULTS["seed"],
                        help="random seed (default %(default)s, the seed's)")
-    _add_output_options(split)
+    add_common(split, label_field=False)
     split.set_defaults(func=cmd_concept_split)
 
     combine = groups.root.add_parser(
@@ -174,7 +168,7 @@ def add_commands(groups: CommandGroups) -> None:
                          help="name to save the combined view under")
     combine.add_argument("--overwrite", action="store_true", help="replace a saved view")
     _add_combine_options(combine)
-    _add_output_options(combine)
+    add_common(combine, label_field=False)
     combine.set_defaults(func=cmd_combine_retrieval)
 
     export = groups.export.add_parser(
@@ -187,5 +181,5 @@ def add_commands(groups: CommandGroups) -> None:
     export.add_argument("--path-mode", choices=["relative", "absolute"], default="relative",
                         help="neighbour images placed under OUT/images/ or referenced in place")
     export.add_argument("--overwrite", action="store_true", help="replace an existing export")
-    _add_output_options(export)
+    add_common(export, label_field=False)
     export.set_defaults(func=cmd_export_retrieval)

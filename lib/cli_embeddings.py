@@ -11,6 +11,7 @@ import argparse
 from dataops.cli import (
     EXIT_OK,
     CommandGroups,
+    add_common,
     add_view,
     emit,
     progress_printer,
@@ -57,14 +58,6 @@ def cmd_hard_negatives(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    # dataops.cli.add_common's --json/--no-progress, without its --label-field
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="do not print progress"
-    )
-
-
 def add_commands(groups: CommandGroups) -> None:
     """Adds ``dataops embed`` and ``dataops hard-negatives``."""
     embed = groups.root.add_parser(
@@ -90,7 +83,7 @@ def add_commands(groups: CommandGroups) -> None:
                        help="embed every sample again, even those embedded by this model")
     embed.add_argument("--brain-key", default="clip_sim", help="similarity index name (default clip_sim)")
     embed.add_argument("--no-index", action="store_true", help="do not build a similarity index")
-    _add_output_options(embed)
+    add_common(embed, label_field=False)
     embed.set_defaults(func=cmd_embed)
 
     mine = groups.root.add_parser(
@@ -115,5 +108,5 @@ def add_commands(groups: CommandGroups) -> None:
                       help="queue one delegated operation per category instead of running "
                            "(run them with: fiftyone delegated launch)")
     mine.add_argument("--delegation-target", help="orchestrator for --delegate")
-    _add_output_options(mine)
+    add_common(mine, label_field=False)
     mine.set_defaults(func=cmd_hard_negatives)

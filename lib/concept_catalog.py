@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from PIL import Image
 
 from dataops.errors import InputError
 from dataops.fiftyone_bulk import insert_documents
+from dataops.fiftyone_documents import sample_doc
 from dataops.formats.catalog import Catalog, CatalogImage, read_catalog_json, scan_catalog
 from dataops.loading import INFO_KEY, get_or_create_dataset
 from dataops.progress import ProgressFn, report, scaled
@@ -152,13 +152,7 @@ def _read_headers(
 
 def _document(image: CatalogImage, metadata: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     return {
-        "filepath": str(image.path),
-        "tags": [],
-        "metadata": metadata,
-        "created_at": now,
-        "last_modified_at": now,
-        "_media_type": "image",
-        "_rand": random.random() * 0.001 + 0.999,  # as fiftyone.core.odm.sample does
+        **sample_doc(image.path, metadata=metadata, now=now),
         "category": image.category,
         "concept": image.concept,
         "role": image.role,

@@ -47,7 +47,6 @@ import datetime as dt
 import hashlib
 import math
 import os
-import random
 import re
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -62,7 +61,7 @@ from PIL import Image
 from dataops.errors import ConfigError, InputError
 from dataops.export_folder import staged_export
 from dataops.fiftyone_bulk import declare_fields, insert_documents, raw_values
-from dataops.fiftyone_documents import detection_doc, instance_from_doc
+from dataops.fiftyone_documents import detection_doc, image_metadata, instance_from_doc, sample_doc
 from dataops.formats import rle as rle_codec
 from dataops.formats.cov_segm import (
     ClassMapping,
@@ -616,13 +615,7 @@ def _load_batch(
         result.visible_instances += len(docs["visible"])
         result.full_instances += len(docs["full"])
         documents.append({
-            "filepath": str(filepath),
-            "tags": [],
-            "metadata": {"_cls": "ImageMetadata", "width": int(width), "height": int(height)},
-            "created_at": now,
-            "last_modified_at": now,
-            "_media_type": "image",
-            "_rand": random.random() * 0.001 + 0.999,  # as fiftyone.core.odm.sample does
+            **sample_doc(filepath, metadata=image_metadata(width, height), now=now),
             label_field: {"_cls": "Detections", "detections": docs["visible"]},
             full_field: {"_cls": "Detections", "detections": docs["full"]},
             "group_id": row_parsed.id,

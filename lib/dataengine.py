@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import random
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +53,13 @@ from PIL import Image
 from dataops.errors import ConfigError
 from dataops.export_folder import staged_export
 from dataops.fiftyone_bulk import declare_fields, insert_documents, raw_values
-from dataops.fiftyone_documents import detection_doc, instance_from_doc, mask_of
+from dataops.fiftyone_documents import (
+    detection_doc,
+    image_metadata,
+    instance_from_doc,
+    mask_of,
+    sample_doc,
+)
 from dataops.formats import rle as rle_codec
 from dataops.formats.dataengine import (
     CONCEPTS,
@@ -238,16 +243,7 @@ def run_document(
         for concept in run.concepts
     }
     document = {
-        "filepath": str(media),
-        "tags": [],
-        "metadata": (
-            {"_cls": "ImageMetadata", "width": int(size[0]), "height": int(size[1])}
-            if size else None
-        ),
-        "created_at": now,
-        "last_modified_at": now,
-        "_media_type": "image",
-        "_rand": random.random() * 0.001 + 0.999,  # as fiftyone.core.odm.sample does
+        **sample_doc(media, metadata=image_metadata(*size) if size else None, now=now),
         label_field: {"_cls": "Detections", "detections": detections},
         prompts_field: {"_cls": "Classifications", "classifications": classifications},
         "group_id": run.stem,

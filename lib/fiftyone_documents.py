@@ -19,7 +19,9 @@ worker processes.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import random
 import re
 import zlib
 from typing import Any
@@ -63,6 +65,50 @@ def deserialize_mask(data: bytes) -> np.ndarray:
             return array.reshape(shape, order=order)
     with io.BytesIO(raw) as buffer:
         return np.load(buffer, allow_pickle=False)
+
+
+def document_time() -> dt.datetime:
+    """A ``created_at``/``last_modified_at`` stamp: naive UTC, as FiftyOne stores it."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def image_metadata(width: int | None, height: int | None) -> dict[str, Any] | None:
+    """An ``ImageMetadata`` document, or None when the size is unknown."""
+    if not width or not height or width <= 0 or height <= 0:
+        return None
+    return {"_cls": "ImageMetadata", "width": int(width), "height": int(height)}
+
+
+def sample_doc(
+    filepath: str | Any,
+    *,
+    metadata: dict[str, Any] | None,
+    now: dt.datetime,
+    tags: list[str] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The FiftyOne sample document of an image, as ``add_samples`` writes it.
+
+    Args:
+        filepath: the image path
+        metadata: its ``ImageMetadata`` document (see :func:`image_metadata`)
+        now: creation time stamp (see :func:`document_time`)
+        tags: sample tags
+        **fields: the other sample fields (labels as documents)
+
+    Returns:
+        the document (``_id`` and ``_dataset_id`` are added on insertion)
+    """
+    return {
+        "filepath": str(filepath),
+        "tags": list(tags or []),
+        "metadata": metadata,
+        "created_at": now,
+        "last_modified_at": now,
+        "_media_type": "image",
+        "_rand": random.random() * 0.001 + 0.999,  # as fiftyone.core.odm.sample does
+        **fields,
+    }
 
 
 def detection_doc(instance: Instance, width: int, height: int) -> dict[str, Any]:

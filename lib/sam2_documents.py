@@ -10,7 +10,6 @@ documents.
 from __future__ import annotations
 
 import datetime as dt
-import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from dataops.fiftyone_documents import detection_doc
+from dataops.fiftyone_documents import detection_doc, document_time, image_metadata, sample_doc
 from dataops.formats.sam2_export import read_sam2_export
 from dataops.records import Frame, Sam2Export
 from dataops.video_frames import extract_frames, resolve_video
@@ -91,23 +90,19 @@ def frame_document(
                 instance.mask_problem = instance.mask_problem or problem
             width, height = size
     detections = [detection_doc(inst, frame.width, frame.height) for inst in instances]
-    return {
-        "filepath": str(filepath),
-        "tags": [],
-        "metadata": {"_cls": "ImageMetadata", "width": int(width), "height": int(height)},
-        "created_at": now,
-        "last_modified_at": now,
-        "_media_type": "image",
-        "_rand": random.random() * 0.001 + 0.999,  # as fiftyone.core.odm.sample does
-        label_field: {"_cls": "Detections", "detections": detections},
-        "group_id": export.group_id,
-        "video_name": export.video_name,
-        "frame_index": int(frame.frame_index),
-        "timestamp_sec": None if frame.timestamp_sec is None else float(frame.timestamp_sec),
-        "export_id": export.export_id,
-        "dataops_key": f"{export.export_id}:{frame.frame_index}",
-        "media_missing": media_missing,
-    }
+    return sample_doc(
+        filepath,
+        metadata=image_metadata(width, height),
+        now=now,
+        **{label_field: {"_cls": "Detections", "detections": detections}},
+        group_id=export.group_id,
+        video_name=export.video_name,
+        frame_index=int(frame.frame_index),
+        timestamp_sec=None if frame.timestamp_sec is None else float(frame.timestamp_sec),
+        export_id=export.export_id,
+        dataops_key=f"{export.export_id}:{frame.frame_index}",
+        media_missing=media_missing,
+    )
 
 
 def _settle_media(export: Sam2Export, media_root: Path, pending: Path) -> tuple[Path, bool]:
@@ -171,7 +166,7 @@ def read_export_documents(
         source, extract_to=scratch, frames_dir=frames_dir, frame_resolver=resolver
     )
     media_dir, created = _settle_media(export, media_root, scratch)
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = document_time()
     documents = [
         frame_document(export, frame, label_field=label_field,
                        missing_dir=media_root / export.export_id / "missing", now=now)

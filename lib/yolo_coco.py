@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 from dataops.errors import ConfigError, InputError
 from dataops.export_folder import place_image, staged_export
 from dataops.fiftyone_bulk import declare_fields, insert_documents, raw_values
-from dataops.fiftyone_documents import detection_doc, pixel_box
+from dataops.fiftyone_documents import detection_doc, image_metadata, pixel_box, sample_doc
 from dataops.formats import yolo as yolo_format
 from dataops.formats.coco import (
     MASK_FORMATS,
@@ -217,14 +216,8 @@ def _sample_document(image: LabeledImage, fmt: str, label_field: str, now: dt.da
     tags = {image.split} if image.split else set()
     tags.update(f.tag for f in image.findings)
     return {
-        "filepath": str(image.image),
-        "tags": sorted(tags),
-        "metadata": ({"_cls": "ImageMetadata", "width": int(width), "height": int(height)}
-                     if width > 0 and height > 0 else None),
-        "created_at": now,
-        "last_modified_at": now,
-        "_media_type": "image",
-        "_rand": random.random() * 0.001 + 0.999,  # as fiftyone.core.odm.sample does
+        **sample_doc(image.image, metadata=image_metadata(width, height), now=now,
+                     tags=sorted(tags)),
         label_field: {"_cls": "Detections", "detections": detections},
         "dataops_key": image.key,
         "media_missing": not image.exists,

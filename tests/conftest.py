@@ -29,23 +29,24 @@ use_private_database()
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_app_harness():
-    """Loads ``app_harness.py`` as the module ``app_harness`` (tests import it by name).
+def _load_harness(name: str):
+    """Loads ``tests/<name>.py`` as the module ``name`` (tests import it by name).
 
-    ``--import-mode=importlib`` puts no test folder on ``sys.path``, so it is
-    loaded by path here, once, before any test module.
+    ``--import-mode=importlib`` puts no test folder on ``sys.path``, so shared
+    test helpers are loaded by path here, once, before any test module.
     """
-    spec = importlib.util.spec_from_file_location(
-        "app_harness", Path(__file__).with_name("app_harness.py")
-    )
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
-    sys.modules["app_harness"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
+# A local S3 endpoint (moto + fault-injecting proxy) for the S3 tests.
+_load_harness("s3_harness")
+
 # The App harness's fixtures (App server, browser, page) for the App tests.
-app_harness = _load_app_harness()
+app_harness = _load_harness("app_harness")
 app_url = app_harness.app_url
 browser = app_harness.browser
 page = app_harness.page

@@ -5,10 +5,8 @@ YOLO conversion, the CLI and the operators."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import datasets
 import fiftyone as fo
 import numpy as np
 import pytest
+import s3_harness as s3  # the local S3 endpoint (loaded by conftest.py)
 from PIL import Image
 
 import dataops.cli
@@ -32,21 +31,13 @@ from dataops.cov_segm import (
 from dataops.errors import ConfigError, InputError
 from dataops.formats import yolo as yolo_format
 from dataops.media import dataset_media_dir
+from dataops.s3_fetch import S3Fetcher
 
 pytestmark = pytest.mark.integration
 
 
-def _sibling(name: str):
-    """Loads tests/<name>.py (the S3 endpoint helpers live in test_s3_fetch.py)."""
-    path = Path(__file__).with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_dataops_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-s3 = _sibling("test_s3_fetch")
+pytest.importorskip("boto3")
+pytest.importorskip("moto.server")
 
 W, H = 96, 72
 GREY = (128, 128, 128)
@@ -255,7 +246,7 @@ def test_second_load_downloads_nothing_and_reload_adds_nothing(saved, proxy, tmp
 def test_load_retries_throttling_and_5xx(saved, proxy, tmp_path, dataset_name):
     proxy.faults.extend([s3.Fault(503, "SlowDown"), s3.Fault(429, "TooManyRequests"),
                          s3.Fault(500, "InternalError"), s3.Fault(0)])
-    fetcher = s3.S3Fetcher(cache_dir=tmp_path / "cache", endpoint_url=proxy.url,
+    fetcher = S3Fetcher(cache_dir=tmp_path / "cache", endpoint_url=proxy.url,
                            backoff_base=0.01, max_workers=2)
     result = load_cov_segm(saved["saved"], dataset_name, fetcher=fetcher)
     assert result.added == 6
@@ -406,9 +397,9 @@ def test_mask_of_another_size_is_kept_as_a_problem(endpoint, proxy, tmp_path, da
 
 def test_no_credentials_in_dataset_info_or_errors(saved, proxy, tmp_path, dataset_name, caplog):
     leaky = proxy.url.replace("http://", f"http://{s3.ACCESS_KEY}:{s3.SECRET_KEY}@")
-    fetcher = s3.S3Fetcher(cache_dir=tmp_path / "cache", endpoint_url=proxy.url)
+    fetcher = S3Fetcher(cache_dir=tmp_path / "cache", endpoint_url=proxy.url)
     fetcher._endpoint_url = leaky  # as if given with userinfo: only the redacted form is stored
-    fetcher._client = s3.S3Fetcher(endpoint_url=proxy.url, cache_dir=tmp_path)._make_client()
+    fetcher._client = S3Fetcher(endpoint_url=proxy.url, cache_dir=tmp_path)._make_client()
     load_cov_segm(saved["saved"], dataset_name, fetcher=fetcher, limit=2)
     info = json.dumps(fo.load_dataset(dataset_name).info, default=str)
     assert s3.SECRET_KEY not in info and s3.ACCESS_KEY not in info

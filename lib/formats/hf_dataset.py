@@ -183,7 +183,7 @@ class _Prepare:
         return _row(record, stored, self.seed), 0
 
 
-class _SplitWriter:
+class SplitWriter:
     """Streams the rows of one split into ``save_to_disk``-layout Arrow shards.
 
     Rows are buffered up to :data:`_BATCH_ROWS` rows or :data:`_BATCH_BYTES`
@@ -367,7 +367,7 @@ def write_hf_dataset(
     stats = ExportStats("hf_dataset")
     consistency = SplitConsistency()
     prepare = _Prepare(out, image_mode, path_mode, seed)
-    writers: dict[str | None, _SplitWriter] = {}
+    writers: dict[str | None, SplitWriter] = {}
     key = f"{seed}|{image_mode}|{path_mode}"
     pool = ThreadPoolExecutor(num_proc) if num_proc and num_proc > 1 else None
     try:
@@ -381,11 +381,11 @@ def write_hf_dataset(
                 writer = writers.get(record.split)
                 if writer is None:
                     folder = out / record.split if record.split else out
-                    writer = _SplitWriter(folder, features, record.split, f"{key}|{record.split}")
+                    writer = SplitWriter(folder, features, record.split, f"{key}|{record.split}")
                     writers[record.split] = writer
                 writer.add(row, nbytes)
         if not writers:
-            writers[None] = _SplitWriter(out, features, None, key)
+            writers[None] = SplitWriter(out, features, None, key)
         for writer in writers.values():
             writer.close()
     except BaseException:

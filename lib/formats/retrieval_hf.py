@@ -64,7 +64,7 @@ from dataops.errors import ConfigError, InputError
 from dataops.export_folder import SPLIT_NAMES, UNSPLIT_KEY, place_image
 
 # the Arrow shard writer shared with the training export (same on-disk layout)
-from dataops.formats.hf_dataset import _SplitWriter
+from dataops.formats.hf_dataset import SplitWriter
 
 __all__ = [
     "IMAGE_MODES",
@@ -259,7 +259,7 @@ def write_retrieval_dataset(
 
     features = retrieval_features(image_mode)
     images = _Images(out, path_mode)
-    writers: dict[str | None, _SplitWriter] = {}
+    writers: dict[str | None, SplitWriter] = {}
     seen: set[str] = set()
     is_split: bool | None = None
     per_split: dict[str, int] = {}
@@ -308,7 +308,7 @@ def write_retrieval_dataset(
             writer = writers.get(record.split)
             if writer is None:
                 folder = out / record.split if record.split else out
-                writer = _SplitWriter(folder, features, record.split,
+                writer = SplitWriter(folder, features, record.split,
                                       f"retrieval|{image_mode}|{path_mode}|{record.split}")
                 writers[record.split] = writer
             writer.add(row, nbytes)
@@ -319,7 +319,7 @@ def write_retrieval_dataset(
             totals["positives"] += len(record.positives)
             totals["hard_negatives"] += len(record.hard_negatives)
         if not writers:
-            writers[None] = _SplitWriter(out, features, None, f"retrieval|{image_mode}|{path_mode}")
+            writers[None] = SplitWriter(out, features, None, f"retrieval|{image_mode}|{path_mode}")
         for writer in writers.values():
             writer.close()
     except BaseException:
