@@ -27,6 +27,7 @@ COMMAND_FAMILIES: tuple[str, ...] = (
     "dataops.cli_cov_segm",
     "dataops.cli_concepts",
     "dataops.cli_embeddings",
+    "dataops.cli_labelstudio",
 )
 
 

@@ -4,6 +4,7 @@ from .concepts import CombineRetrieval, ExportRetrieval, LoadCatalog, SplitByCon
 from .cov_segm import ConvertCovSegmToYolo, LoadCovSegm, VisualizeCovSegm
 from .dataengine import OPERATORS as DATAENGINE_OPERATORS
 from .embeddings import ComputeEmbeddings, MineHardNegatives, ShowHardNegatives
+from .labelstudio import OPERATORS as LABELSTUDIO_OPERATORS
 from .loading import LoadSam2Export
 from .quality import ValidateDataset
 from .splits import SplitDataset
@@ -28,4 +29,5 @@ OPERATORS = [
     ComputeEmbeddings,
     MineHardNegatives,
     ShowHardNegatives,
+    *LABELSTUDIO_OPERATORS,
 ]

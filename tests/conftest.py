@@ -45,6 +45,12 @@ def _load_harness(name: str):
 # A local S3 endpoint (moto + fault-injecting proxy) for the S3 tests.
 _load_harness("s3_harness")
 
+# A real Label Studio server (one start per session) and a proxy that can
+# "go away", for the Label Studio round-trip tests.
+ls_harness = _load_harness("ls_harness")
+label_studio = ls_harness.label_studio
+ls_proxy = ls_harness.ls_proxy
+
 # The App harness's fixtures (App server, browser, page) for the App tests.
 app_harness = _load_harness("app_harness")
 app_url = app_harness.app_url
