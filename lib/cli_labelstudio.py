@@ -130,17 +130,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     from dataops.label_sync import sync_labels_to_disk
 
+    fields = args.field[0] if len(args.field) == 1 else args.field
     result = sync_labels_to_disk(
-        _view(args), args.field, fmt=args.format, dry_run=args.dry_run,
+        _view(args), fields, fmt=args.format, dry_run=args.dry_run,
         backup=not args.no_backup, progress=progress_printer(args.progress),
     )
-    head = "Would change" if result.dry_run else "Changed"
-    lines = [f"{head} {len(result.changed)} {result.format.upper()} label files from "
-             f"'{result.label_field}':"]
-    lines += [f"  {c.action:9s} {c.path} ({c.objects_before} -> {c.objects_after} objects)"
-              for c in result.changed]
-    lines += [f"  skipped: {s}" for s in result.skipped[:20]]
-    emit(args, result.to_dict(), "\n".join(lines))
+    emit(args, result.to_dict(), result.format_text())
     return EXIT_OK
 
 
@@ -246,7 +241,9 @@ def add_commands(groups: CommandGroups) -> None:
                     "change and writes nothing; changed files keep a .bak copy.",
     )
     view_options(sync)
-    sync.add_argument("--field", required=True, help="label field to write (e.g. ls_ground_truth)")
+    sync.add_argument("--field", required=True, action="append",
+                      help="label field to write (e.g. ls_ground_truth); repeat to combine a "
+                           "Detections and a Polylines field into the same files")
     sync.add_argument("--format", choices=["yolo", "coco"],
                       help="default: the format the samples were loaded from")
     sync.add_argument("--dry-run", action="store_true", help="list the changes, write nothing")
