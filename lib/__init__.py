@@ -55,6 +55,11 @@ _EXPORTS = {
     "embed_texts": "dataops.embeddings",
     "mine_hard_negatives": "dataops.hard_negatives",
     "mine_top_k": "dataops.hard_negative_mining",
+    "push_to_labelstudio": "dataops.labelstudio",
+    "pull_from_labelstudio": "dataops.labelstudio",
+    "labelstudio_status": "dataops.labelstudio",
+    "import_labelstudio_export": "dataops.labelstudio",
+    "sync_labels_to_disk": "dataops.label_sync",
 }
 
 __all__ = ["__version__", *_EXPORTS]

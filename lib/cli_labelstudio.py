@@ -159,9 +159,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from dataops.labelstudio_server import serve
 
-    serve(data_dir=Path(args.data_dir), document_root=Path(args.document_root),
-          port=args.port, env_file=Path(args.env_file) if args.env_file else None)
-    return EXIT_OK
+    return serve(data_dir=Path(args.data_dir), document_root=Path(args.document_root),
+                 port=args.port, env_file=Path(args.env_file) if args.env_file else None)
 
 
 def add_commands(groups: CommandGroups) -> None:
@@ -275,5 +274,5 @@ def add_commands(groups: CommandGroups) -> None:
     serve.add_argument("--document-root", default=".",
                        help="local files document root (default: the current folder)")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--env-file", help="where to write the env file (default DATA_DIR/env)")
+    serve.add_argument("--env-file", help="where to write the env file (default DATA_DIR/labelstudio.env)")
     serve.set_defaults(func=cmd_serve)

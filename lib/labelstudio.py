@@ -1395,3 +1395,10 @@ def iter_projects(collection) -> Iterable[tuple[int, dict[str, Any]]]:
     for key, record in projects_of(collection).items():
         if key.isdigit():
             yield int(key), record
+
+
+# Names under which the package root exports these (``dataops.push_to_labelstudio``).
+push_to_labelstudio = push
+pull_from_labelstudio = pull
+labelstudio_status = status
+import_labelstudio_export = import_export
