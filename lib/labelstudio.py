@@ -1164,13 +1164,18 @@ def pull(
                 annotation.completed_by = users.get(int(annotation.completed_by[5:]),
                                                     annotation.completed_by)
         items.append(_Apply(sample_id=sid, task_id=int(task.task_id), annotation=annotation))
+    held_back = 0  # tasks of samples outside this view: a later pull must still see them
     if result.unmatched:
         result.findings.append(f"{result.unmatched} tasks belong to samples that are not in "
                                "this view or were deleted")
+        if collection is not dataset:
+            in_dataset = set(dataset.values("id"))
+            held_back = sum(1 for t in tasks if t.data.get(SAMPLE_ID_KEY) in in_dataset
+                            and t.data.get(SAMPLE_ID_KEY) not in ledger)
     _apply_annotations(collection, record, controls, destinations, items, result, key, progress)
     record = _project_record(dataset, project_id)
     record["destinations"] = destinations
-    if started is not None:
+    if started is not None and not held_back:
         record["cursor"] = _iso(started)
     record["pulls"] = [*record.get("pulls", []), {
         "at": _iso(_now()), "fetched": result.fetched, "applied": result.applied,

@@ -430,3 +430,19 @@ def test_cli_round_trip(dataset_name, tmp_path, label_studio, client, monkeypatc
     dataset.reload()
     (poly,) = [p for s in dataset for p in (s.ls_defects.polylines if s.ls_defects else [])]
     assert poly.label == "dent"
+
+
+def test_pulling_a_view_leaves_the_rest_for_later(dataset_name, tmp_path, connection, client):
+    dataset = _make_dataset(dataset_name, tmp_path / "media", n=2)
+    pushed = lsd.push(dataset, ["ground_truth"], connection=connection)
+    for i, task in enumerate(_tasks(client, pushed.project_id)):
+        w, h = SIZES[i]
+        client.create_annotation(task["id"], [_rect("ground_truth", 2, 2, 6, 6, w, h, "dog")])
+    first, second = dataset.values("id")
+    part = lsd.pull(dataset.select(first), pushed.project_id, connection=connection)
+    assert (part.applied, part.unmatched) == (1, 1)
+    assert dataset[second].get_field("ls_ground_truth") is None
+    # the sample outside the view is pulled by the next pull of the dataset
+    rest = lsd.pull(dataset, pushed.project_id, connection=connection)
+    assert (rest.applied, rest.unchanged) == (1, 1)
+    assert dataset[second].ls_ground_truth.detections[0].label == "dog"
