@@ -85,6 +85,16 @@ def cmd_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _written_lines(result) -> list[str]:
+    """Where a pull or an import wrote, and its first findings."""
+    lines = [f"  {control} -> {field} ({result.labels.get(field, 0)} labels)"
+             for control, field in result.destinations.items()]
+    lines += [f"  note: {f}" for f in result.findings[:20]]
+    if len(result.findings) > 20:
+        lines.append(f"  ... {len(result.findings) - 20} more (--json lists all)")
+    return lines
+
+
 def cmd_pull(args: argparse.Namespace) -> int:
     from dataops.labelstudio import pull
 
@@ -96,12 +106,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     lines = [f"Pulled project {result.project_id}: {result.fetched} tasks read, "
              f"{result.applied} written, {result.unchanged} unchanged, "
              f"{result.not_annotated} not annotated, {result.unmatched} unmatched"]
-    lines += [f"  {control} -> {field} ({result.labels.get(field, 0)} labels)"
-              for control, field in result.destinations.items()]
-    lines += [f"  note: {f}" for f in result.findings[:20]]
-    if len(result.findings) > 20:
-        lines.append(f"  ... {len(result.findings) - 20} more (--json lists all)")
-    emit(args, result.to_dict(), "\n".join(lines))
+    emit(args, result.to_dict(), "\n".join(lines + _written_lines(result)))
     return EXIT_OK
 
 
@@ -149,10 +154,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     )
     lines = [f"Imported {Path(args.export).name}: {result.applied} of {result.fetched} tasks "
              f"written, {result.unmatched} unmatched, {result.not_annotated} not annotated"]
-    lines += [f"  {control} -> {field} ({result.labels.get(field, 0)} labels)"
-              for control, field in result.destinations.items()]
-    lines += [f"  note: {f}" for f in result.findings[:20]]
-    emit(args, result.to_dict(), "\n".join(lines))
+    emit(args, result.to_dict(), "\n".join(lines + _written_lines(result)))
     return EXIT_OK
 
 
@@ -176,6 +178,14 @@ def add_commands(groups: CommandGroups) -> None:
 
     def connection_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--url", help="Label Studio URL (default: LABEL_STUDIO_URL)")
+
+    def destination_options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--dest", action="append", metavar="CONTROL=FIELD",
+                            help="write a control's annotations to FIELD (repeatable)")
+        parser.add_argument("--prefix", default="ls_",
+                            help="prefix of default fields (default ls_)")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="allow writing into an existing field no pull or import wrote")
 
     def view_options(parser: argparse.ArgumentParser) -> None:
         add_view(parser)
@@ -215,11 +225,7 @@ def add_commands(groups: CommandGroups) -> None:
     )
     view_options(pull)
     pull.add_argument("project_id", type=int, help="Label Studio project id")
-    pull.add_argument("--dest", action="append", metavar="CONTROL=FIELD",
-                      help="write a control's annotations to FIELD (repeatable)")
-    pull.add_argument("--prefix", default="ls_", help="prefix of default fields (default ls_)")
-    pull.add_argument("--overwrite", action="store_true",
-                      help="allow writing into an existing field no pull wrote")
+    destination_options(pull)
     pull.add_argument("--full", action="store_true",
                       help="read every task, not only those changed since the last pull")
     connection_options(pull)
@@ -258,9 +264,7 @@ def add_commands(groups: CommandGroups) -> None:
     view_options(imp)
     imp.add_argument("export", help="the JSON export file")
     imp.add_argument("--config", help="the project's labeling config XML file")
-    imp.add_argument("--prefix", default="ls_")
-    imp.add_argument("--dest", action="append", metavar="CONTROL=FIELD")
-    imp.add_argument("--overwrite", action="store_true")
+    destination_options(imp)
     add_common(imp, label_field=False)
     imp.set_defaults(func=cmd_import)
 

@@ -161,3 +161,21 @@ def test_import_never_replaces_a_field_it_did_not_write(fixtures_dir, tmp_path, 
                                "label_config.xml", dest={"label": "reviewed"})
     assert result.destinations == {"label": "reviewed"} and result.applied == 1
     assert result.unmatched == 1  # image2 is not in this dataset
+
+
+def test_cli_import(fixtures_dir, tmp_path, dataset_name, capsys):
+    from dataops.cli import main
+
+    folder = fixtures_dir / "label_studio" / "converter_export_yolo"
+    _dataset(dataset_name, tmp_path, {"image1.jpg": (280, 280), "image2.jpg": (280, 280)})
+    capsys.readouterr()
+    assert main(["labelstudio", "import", dataset_name, str(folder / "data_polygons.json"),
+                 "--config", str(folder / "label_config_polygons.xml"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 tasks written" in out and "label -> ls_label (1 labels)" in out
+    dataset = fo.load_dataset(dataset_name)
+    (line,) = [p for s in dataset if s.ls_label for p in s.ls_label.polylines]
+    assert line.label == "Airplane"
+    # a missing export is one line on stderr and exit code 2
+    assert main(["labelstudio", "import", dataset_name, str(tmp_path / "nope.json")]) == 2
+    assert "nope.json" in capsys.readouterr().err
