@@ -677,6 +677,11 @@ def push(
         ledger = dict(zip(*_ledger(collection), strict=True))
         key = str(project_id)
         todo = [i for i, sid in enumerate(ids) if key not in ledger.get(sid, {})]
+        recovered: dict[str, dict] = {}
+        if todo and not created:
+            # tasks an interrupted push created before it could record them
+            recovered = _tasks_by_sample(client, project_id, {ids[i] for i in todo})
+            todo = [i for i in todo if ids[i] not in recovered]
         result.already_pushed = len(ids) - len(todo)
         if root is not None and todo:
             storages = client.list_local_storages(project_id)
@@ -730,14 +735,9 @@ def push(
 
         # Match the tasks to samples by the id stored in each task, not by order.
         if todo:
-            wanted = {ids[i] for i in todo}
-            now = _iso(_now())
-            for page in client.iter_task_pages(project_id, fields="task_only", page_size=1000):
-                for task in page:
-                    sid = (task.get("data") or {}).get(SAMPLE_ID_KEY)
-                    if sid in wanted:
-                        pushed[sid] = {"task_id": int(task["id"]), "pushed_at": now}
+            pushed = _tasks_by_sample(client, project_id, {ids[i] for i in todo})
         result.tasks_created = len(pushed)
+        pushed.update(recovered)
         if pushed:
             _write_ledger(collection, {sid: {**ledger.get(sid, {}), key: entry}
                                        for sid, entry in pushed.items()})
@@ -748,6 +748,19 @@ def push(
         _save_project(dataset, project_id, record)
     report(progress, 1.0, f"pushed {result.tasks_created} tasks to project {project_id}")
     return result
+
+
+def _tasks_by_sample(client: LabelStudioClient, project_id: int,
+                     wanted: set[str]) -> dict[str, dict[str, Any]]:
+    """Ledger entries of the project's tasks that name one of ``wanted`` samples."""
+    now = _iso(_now())
+    found: dict[str, dict[str, Any]] = {}
+    for page in client.iter_task_pages(project_id, fields="task_only", page_size=1000):
+        for task in page:
+            sid = (task.get("data") or {}).get(SAMPLE_ID_KEY)
+            if sid in wanted and sid not in found:
+                found[sid] = {"task_id": int(task["id"]), "pushed_at": now}
+    return found
 
 
 def _common_dir(paths: Sequence[str]) -> str:

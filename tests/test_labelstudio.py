@@ -446,3 +446,26 @@ def test_pulling_a_view_leaves_the_rest_for_later(dataset_name, tmp_path, connec
     rest = lsd.pull(dataset, pushed.project_id, connection=connection)
     assert (rest.applied, rest.unchanged) == (1, 1)
     assert dataset[second].ls_ground_truth.detections[0].label == "dog"
+
+
+def test_push_interrupted_by_the_server_resumes_without_duplicates(dataset_name, tmp_path,
+                                                                   label_studio, ls_proxy, client):
+    dataset = _make_dataset(dataset_name, tmp_path / "media", n=3)
+    proxied = Connection(url=ls_proxy.url, api_key=label_studio.api_key)
+    first = lsd.push(dataset.limit(1), ["ground_truth"], connection=proxied)
+    # check key, read project, list its tasks, upload, read upload, import one task:
+    # then the server is gone, before the push could read the new task id back
+    ls_proxy.go_away(after=6)
+    with pytest.raises(ServerUnavailableError):
+        lsd.push(dataset, ["ground_truth"], project_id=first.project_id, connection=proxied,
+                 batch_size=1)
+    ls_proxy.restore()
+    created_before = client.get_project(first.project_id)["task_number"]
+    assert created_before == 2  # one task exists that the dataset does not know of
+    again = lsd.push(dataset, ["ground_truth"], project_id=first.project_id,
+                     connection=proxied)
+    tasks = _tasks(client, first.project_id)
+    # every sample has exactly one task, whatever the interrupted push left behind
+    assert sorted(t["data"][lsd.SAMPLE_ID_KEY] for t in tasks) == sorted(dataset.values("id"))
+    assert again.tasks_created == 3 - created_before
+    assert all(str(first.project_id) in e for e in dataset.values(lsd.LEDGER_FIELD))
