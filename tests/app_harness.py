@@ -3,9 +3,11 @@
 Loaded by ``conftest.py`` (as the module ``app_harness``), which re-exports the
 fixtures ``app_url`` (an App server subprocess on a free loopback port, one per
 test session; it inherits this session's environment, so it reads the private
-test database and finds the plugin through ``FIFTYONE_PLUGINS_DIR``),
-``browser`` and ``page``. Playwright drives Debian's ``/usr/bin/chromium``
-(pip's playwright ships no browser). Nothing here imports playwright or
+test database and finds the plugin through ``FIFTYONE_PLUGINS_DIR``; when a
+collected test uses the ``label_studio`` fixture, it also gets that server's
+``LABEL_STUDIO_URL``/``LABEL_STUDIO_API_KEY``), ``browser`` and ``page``.
+Playwright drives Debian's ``/usr/bin/chromium`` (pip's playwright ships no
+browser). Nothing here imports playwright or
 fiftyone at import time: test modules call :func:`require_browser` first, which
 skips them when Chromium or the ``playwright`` package is missing
 (``apt-get install -y chromium``; ``pip install playwright``).
@@ -61,17 +63,34 @@ def _log_tail(path: Path, chars: int = 3000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
 
+def _label_studio_env(request) -> dict[str, str]:
+    """``LABEL_STUDIO_URL``/``LABEL_STUDIO_API_KEY`` of the session's Label Studio.
+
+    Only when a collected test uses the ``label_studio`` fixture (the App
+    server reads them as the plugin's secrets, and it starts once per
+    session); without Label Studio, the App starts without them.
+    """
+    if not any("label_studio" in getattr(item, "fixturenames", ())
+               for item in request.session.items):
+        return {}
+    try:
+        return request.getfixturevalue("label_studio").env()
+    except (Exception, pytest.skip.Exception, pytest.fail.Exception):
+        return {}  # its own tests skip or fail with the reason
+
+
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory) -> str:
+def app_url(tmp_path_factory, request) -> str:
     """A FiftyOne App server on a free loopback port; terminated afterwards."""
     require_browser()
+    env = {**os.environ, **_label_studio_env(request)}
     port = _free_port()
     log = tmp_path_factory.mktemp("app") / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "fiftyone.server.main",
              "--port", str(port), "--address", "127.0.0.1"],
-            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
+            stdout=out, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
