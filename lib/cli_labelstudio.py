@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from dataops.cli import (
     EXIT_OK,
@@ -23,23 +22,6 @@ from dataops.cli import (
     target_collection,
 )
 from dataops.errors import ConfigError
-
-
-def parse_field_specs(specs: list[str]) -> dict[str, dict[str, Any]]:
-    """``FIELD[:KIND[:CLASS,CLASS...]]`` options as :func:`dataops.labelstudio.label_schema` takes them."""
-    fields: dict[str, dict[str, Any]] = {}
-    for spec in specs:
-        name, _, rest = spec.partition(":")
-        kind, _, classes = rest.partition(":")
-        opts: dict[str, Any] = {}
-        if kind:
-            opts["kind"] = kind
-        if classes:
-            opts["classes"] = [c.strip() for c in classes.split(",") if c.strip()]
-        if not name:
-            raise ConfigError(f"--field '{spec}': give FIELD[:KIND[:CLASS,...]]")
-        fields[name] = opts
-    return fields
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
@@ -67,7 +49,7 @@ def _view(args: argparse.Namespace):
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from dataops.labelstudio import push
+    from dataops.labelstudio import parse_field_specs, push
 
     result = push(
         _view(args), parse_field_specs(args.field), project_id=args.project_id,

@@ -342,6 +342,24 @@ def _classes_of(collection, name: str, label_type: type | None) -> list[str]:
     return list(dataset.default_classes or [])
 
 
+def parse_field_specs(specs: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``FIELD[:KIND[:CLASS,CLASS...]]`` texts (CLI ``--field``, the push form) as
+    :func:`label_schema` takes them."""
+    fields: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        name, _, rest = spec.partition(":")
+        kind, _, classes = rest.partition(":")
+        if not name.strip():
+            raise ConfigError(f"field '{spec}': give FIELD[:KIND[:CLASS,...]]")
+        opts: dict[str, Any] = {}
+        if kind.strip():
+            opts["kind"] = kind.strip()
+        if classes:
+            opts["classes"] = [c.strip() for c in classes.split(",") if c.strip()]
+        fields[name.strip()] = opts
+    return fields
+
+
 def label_schema(
     collection,
     fields: Sequence[str] | Mapping[str, Mapping[str, Any] | None],
@@ -1269,23 +1287,6 @@ def status(
 # real Label Studio JSON exports
 
 
-_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
-
-
-def _name_keys(path_or_url: str) -> list[str]:
-    """Names a task's image may be known by: file name, without LS's upload prefix, stem."""
-    from urllib.parse import parse_qs, unquote, urlparse
-
-    text = unquote(str(path_or_url))
-    parsed = urlparse(text)
-    if "d" in parse_qs(parsed.query):
-        text = parse_qs(parsed.query)["d"][0]
-    name = text.rstrip("/").rsplit("/", 1)[-1]
-    keys = [name, _UPLOAD_PREFIX.sub("", name)]
-    keys += [Path(k).stem for k in keys]
-    return list(dict.fromkeys(k for k in keys if k))
-
-
 def import_export(
     collection,
     export_path: str | Path,
@@ -1373,7 +1374,7 @@ def import_export(
             for value in task.data.values():
                 if not isinstance(value, str):
                     continue
-                for k in _name_keys(value):
+                for k in ls_format.image_name_keys(value):
                     found = by_name.get(k, [])
                     if len(found) == 1:
                         sid = found[0]

@@ -18,6 +18,7 @@ from dataops.labelstudio import (
     KIND_OF_TYPE,
     import_export,
     iter_projects,
+    parse_field_specs,
     projects_of,
     pull,
     push,
@@ -97,8 +98,6 @@ class PushToLabelStudio(foo.Operator):
         fields: dict = {name: {} for name in (p.get("fields") or []) if _text(name)}
         new = _text(p.get("new_field"))
         if new:
-            from dataops.cli_labelstudio import parse_field_specs
-
             fields.update(parse_field_specs([new]))
         project = _text(p.get("project_id"))
         result = push(

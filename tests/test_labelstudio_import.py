@@ -179,3 +179,22 @@ def test_cli_import(fixtures_dir, tmp_path, dataset_name, capsys):
     # a missing export is one line on stderr and exit code 2
     assert main(["labelstudio", "import", dataset_name, str(tmp_path / "nope.json")]) == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("specs", "expected"), [
+    # an existing field: kind and classes come from the dataset
+    (["ground_truth"], {"ground_truth": {}}),
+    # a new field with its kind and classes
+    (["defects:polygon:crack, dent"], {"defects": {"kind": "polygon",
+                                                   "classes": ["crack", "dent"]}}),
+    # a kind without classes
+    (["seg:brush"], {"seg": {"kind": "brush"}}),
+])
+def test_parse_field_specs(specs, expected):
+    assert lsd.parse_field_specs(specs) == expected
+
+
+def test_parse_field_specs_needs_a_name():
+    # the name is required
+    with pytest.raises(ConfigError, match="FIELD"):
+        lsd.parse_field_specs([":polygon:a"])

@@ -1311,3 +1311,27 @@ def latest_annotation(task: Task) -> Annotation | None:
         )
 
     return max(candidates, key=newest)
+
+
+#: Label Studio prefixes uploaded files with 8 hex characters and a dash
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
+
+
+def image_name_keys(path_or_url: str) -> list[str]:
+    """The names a task's image may be known by, most specific first.
+
+    Task data holds upload URLs (``/data/upload/3/1a2b3c4d-cat.jpg``), Local
+    Files URLs (``/data/local-files/?d=folder/cat.jpg``), plain paths or bare
+    names without an extension (``/image1`` in real exports). The keys are
+    the file name, the name without the upload prefix, and their stems.
+    """
+    from urllib.parse import parse_qs, unquote, urlparse
+
+    text = unquote(str(path_or_url))
+    query = parse_qs(urlparse(text).query)
+    if "d" in query:
+        text = query["d"][0]
+    name = text.rstrip("/").rsplit("/", 1)[-1]
+    keys = [name, _UPLOAD_PREFIX.sub("", name)]
+    keys += [Path(k).stem for k in keys]
+    return list(dict.fromkeys(k for k in keys if k))

@@ -1102,3 +1102,17 @@ def test_percent_and_pixel_conversions_are_inverse():
     assert px[0].tolist() == [37.15846994535519 * 2800 / 100, 70.67395264116576 * 1400 / 100]
     assert px[1:].tolist() == [[0, 1400], [2800, 0]]
     assert np.allclose(ls.pixels_to_percent(px, 2800, 1400), pts, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("value", "keys"), [
+    # an uploaded file: Label Studio's 8-hex prefix is removed too
+    ("/data/upload/3/1a2b3c4d-cat.jpg", ["1a2b3c4d-cat.jpg", "cat.jpg", "1a2b3c4d-cat", "cat"]),
+    # a Local Files URL, percent-encoded
+    ("/data/local-files/?d=shots%2Fday%201%2Fdog.png", ["dog.png", "dog"]),
+    # a bare name without an extension, as in real exports
+    ("/image1", ["image1"]),
+    # a name that only looks like a prefix keeps its own form first
+    ("deadbeef-x", ["deadbeef-x", "x"]),
+])
+def test_image_name_keys(value, keys):
+    assert ls.image_name_keys(value) == keys
