@@ -760,6 +760,7 @@ class _Apply:
     sample_id: str
     task_id: int
     annotation: ls_format.Annotation
+    task_updated_at: str | None = None
 
 
 def _count_labels(value: Any) -> int:
@@ -854,7 +855,8 @@ def _apply_annotations(
             entry = dict(ledger.get(item.sample_id, {}))
             task_entry = dict(entry.get(project_key, {}))
             task_entry.update(task_id=item.task_id, annotation_id=item.annotation.annotation_id,
-                              annotation_updated_at=item.annotation.updated_at, pulled_at=now)
+                              annotation_updated_at=item.annotation.updated_at,
+                              task_updated_at=item.task_updated_at, pulled_at=now)
             entry[project_key] = task_entry
             updates[item.sample_id] = entry
         _write_ledger(dataset, updates)
@@ -968,7 +970,8 @@ def pull(
             with contextlib.suppress(ValueError):
                 annotation.completed_by = users.get(int(annotation.completed_by[5:]),
                                                     annotation.completed_by)
-        items.append(_Apply(sample_id=sid, task_id=int(task.task_id), annotation=annotation))
+        items.append(_Apply(sample_id=sid, task_id=int(task.task_id), annotation=annotation,
+                            task_updated_at=task.updated_at))
     held_back = 0  # tasks of samples outside this view: a later pull must still see them
     if result.unmatched:
         result.findings.append(f"{result.unmatched} tasks belong to samples that are not in "
@@ -1042,8 +1045,16 @@ def status(
                     if cursor is None:
                         st.changed_since_pull = st.annotated
                     else:
-                        st.changed_since_pull = client.count_tasks(
-                            int(key), query=_updated_since(cursor))
+                        # annotated tasks updated since the last pull began, except
+                        # those that pull already took (same second as its start)
+                        taken = {e[key].get("task_id"): e[key].get("task_updated_at")
+                                 for e in entries if key in e}
+                        st.changed_since_pull = sum(
+                            1 for page in client.iter_task_pages(
+                                int(key), fields="task_only", query=_updated_since(cursor),
+                                page_size=1000)
+                            for t in page if t.get("total_annotations")
+                            and taken.get(t.get("id")) != t.get("updated_at"))
                 except ProjectNotFoundError:
                     st.server = "deleted"
                 except ServerUnavailableError:

@@ -127,7 +127,7 @@ def resolve_connection(
     if missing:
         raise ConfigError(
             "Label Studio is not configured: set " + " and ".join(missing)
-            + " as environment variables or FiftyOne plugin secrets"
+            + " (environment variable or FiftyOne plugin secret)"
         )
     resolved_url = resolved_url.strip().rstrip("/")
     if not resolved_url.startswith(("http://", "https://")):

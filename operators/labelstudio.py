@@ -75,9 +75,10 @@ class PushToLabelStudio(foo.Operator):
         inputs = types.Object()
         inputs.view_target(ctx)
         fields = _label_fields(ctx)
-        inputs.list("fields", types.String(), default=fields[:1], label="Label fields",
-                    description=f"Fields to annotate ({', '.join(fields) or 'none yet'}); "
-                                "one control each in the project")
+        # a comma-separated text: the App sends a text input's default, not a list's
+        inputs.str("fields", default=",".join(fields[:1]), label="Label fields",
+                   description=f"Comma-separated fields to annotate (this dataset has: "
+                               f"{', '.join(fields) or 'none yet'}); one control each")
         inputs.str("new_field", label="New field to annotate (optional)",
                    description="NAME:KIND:CLASS,CLASS for a field that does not exist yet; "
                                f"KIND one of {', '.join(KINDS)}")
@@ -95,7 +96,12 @@ class PushToLabelStudio(foo.Operator):
 
     def execute(self, ctx):
         p = ctx.params
-        fields: dict = {name: {} for name in (p.get("fields") or []) if _text(name)}
+        names = p.get("fields")
+        if names is None:
+            names = _label_fields(ctx)[:1]
+        elif isinstance(names, str):
+            names = names.split(",")
+        fields: dict = {name.strip(): {} for name in names if _text(name)}
         new = _text(p.get("new_field"))
         if new:
             fields.update(parse_field_specs([new]))

@@ -341,6 +341,7 @@ def test_status_counts(dataset_name, tmp_path, connection, client):
     lsd.pull(dataset, pushed.project_id, connection=connection)
     (st,) = lsd.status(dataset, connection=connection)
     assert (st.annotated, st.pulled, st.server) == (1, 1, "ok")
+    assert st.changed_since_pull == 0  # even within the second the pull began
     assert st.destinations == {"ground_truth": "ls_ground_truth"}
 
 

@@ -140,7 +140,7 @@ def test_push_annotate_pull_status_sync_through_operators(secrets, client, tmp_p
 
     # push the selected samples, their YOLO boxes as predictions
     pushed = _run("push_to_labelstudio", dataset_name, {
-        "view_target": "SELECTED_SAMPLES", "fields": ["ground_truth"], "predictions": True,
+        "view_target": "SELECTED_SAMPLES", "fields": "ground_truth", "predictions": True,
         "title": "operators round trip", "media": "upload"}, selected=selected).result["summary"]
     assert pushed["created_project"] and pushed["title"] == "operators round trip"
     assert (pushed["tasks_created"], pushed["predictions"], pushed["already_pushed"]) == (2, 2, 0)
@@ -228,7 +228,7 @@ def test_delegated_push_runs_from_the_queue_without_storing_secrets(secrets, cli
     dataset = fo.load_dataset(dataset_name)
     dataset.persistent = True  # the delegated run loads it by name
     queued = _run("push_to_labelstudio", dataset_name, {
-        "view_target": "DATASET", "fields": ["ground_truth"], "predictions": False,
+        "view_target": "DATASET", "fields": "ground_truth", "predictions": False,
         "title": "delegated push"}, request_delegation=True)
     assert queued.delegated
     dataset.reload()
@@ -247,6 +247,7 @@ def test_delegated_push_runs_from_the_queue_without_storing_secrets(secrets, cli
 
     # the stored run (context, params, result) holds neither the key nor the URL
     stored = json.dumps(op._doc, default=str)  # the document as stored
+    assert "delegated push" in stored and "tasks_created" in stored  # params and result
     assert secrets.api_key not in stored
     assert secrets.url.split("//", 1)[1] not in stored
 
@@ -279,7 +280,7 @@ def test_push_without_usable_secrets_fails_clearly(env, expected, no_secrets, re
     dataset = fo.load_dataset(dataset_name)
     with pytest.raises(ExecutionError, match=expected) as caught:
         _run("push_to_labelstudio", dataset_name, {"view_target": "DATASET",
-                                                    "fields": ["ground_truth"]})
+                                                    "fields": "ground_truth"})
     message = str(caught.value)
     for value in env.values():
         if value != "{server}":
@@ -296,7 +297,7 @@ def test_status_without_secrets_shows_the_dataset_side(secrets, no_secrets, tmp_
                                                        dataset_name):
     load_yolo(_make_yolo(tmp_path / "yolo"), dataset_name)
     pushed = _run("push_to_labelstudio", dataset_name, {
-        "view_target": "DATASET", "fields": ["ground_truth"]}).result["summary"]
+        "view_target": "DATASET", "fields": "ground_truth"}).result["summary"]
     for name in (*URL_VARIABLES, *KEY_VARIABLES):
         no_secrets.delenv(name, raising=False)
     (st,) = _run("labelstudio_status", dataset_name, {}).result["projects"]
