@@ -90,8 +90,10 @@ class PushToLabelStudio(foo.Operator):
         media.add_choice("local-files", label="local files",
                          description="the server reads them from its document root")
         inputs.enum("media", media.values(), default="upload", label="Media", view=media)
-        inputs.str("document_root", label="Server document root (local files)",
-                   description="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT of the server")
+        if ctx.params.get("media") == "local-files":
+            inputs.str("document_root", label="Server document root",
+                       description="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT of the server "
+                                   "(default: that environment variable)")
         return types.Property(inputs, view=types.View(label="Push to Label Studio"))
 
     def execute(self, ctx):
