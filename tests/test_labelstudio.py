@@ -351,7 +351,8 @@ def test_secrets_never_stored_or_shown(dataset_name, tmp_path, connection, clien
     task = _tasks(client, pushed.project_id)[0]
     client.create_annotation(task["id"], [_rect("ground_truth", 1, 1, 5, 5, 64, 48, "dog")])
     lsd.pull(dataset, pushed.project_id, connection=connection)
-    stored = "".join(_snapshot(dataset)[1:2][0]) + "".join(_snapshot(dataset)[2])
+    _, info, samples = _snapshot(dataset)
+    stored = info + "".join(samples)
     host = connection.url.split("//", 1)[1]
     assert connection.api_key not in stored and host not in stored
     assert "<hidden>" in repr(connection) and connection.api_key not in repr(client)
